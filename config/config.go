@@ -1,0 +1,186 @@
+// Package config holds natter's settings: plain structs with documented
+// defaults and Validate. cmd/natter fills them from flags, NATTER_*
+// environment variables and an optional config file.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Fsync modes.
+const (
+	FsyncAlways   = "always"
+	FsyncInterval = "interval"
+)
+
+// Server is everything `natter serve` needs.
+type Server struct {
+	// HTTPAddr is where the gateway listens (REST, WebSocket, long-poll).
+	HTTPAddr string
+	// DataDir holds the JetStream store, the embedded database and the
+	// token signing key.
+	DataDir string
+	// NATSListen exposes the embedded NATS server to NATS tools when set
+	// (host:port); empty keeps it in-process only.
+	NATSListen string
+
+	// Fsync is "always" (JetStream and the store sync every write before
+	// it is acknowledged) or "interval" (they sync every SyncInterval).
+	Fsync        string
+	SyncInterval time.Duration
+
+	// RateLimit turns every rate limit on or off.
+	RateLimit bool
+	// SendBurst and SendRate limit sends per user.
+	SendBurst int
+	SendRate  float64
+	// AuthBurst and AuthRate limit login and register per client address.
+	AuthBurst int
+	AuthRate  float64
+
+	// AllowedOrigins are the browser origins, besides the server's own,
+	// allowed to open a WebSocket.
+	AllowedOrigins []string
+
+	// InboxRetention is how far back a device can resume with a cursor.
+	InboxRetention time.Duration
+	// ConvRetention is how long the CONV stream keeps messages after the
+	// store has them (it must exceed the consumers' worst lag).
+	ConvRetention time.Duration
+	// StreamMaxBytes caps each stream; -1 is unlimited. A full stream
+	// refuses sends (503) rather than drop acknowledged messages.
+	StreamMaxBytes int64
+	// DuplicateWindow is JetStream's dedupe window. Retries after it are
+	// still answered from the store.
+	DuplicateWindow time.Duration
+
+	// AccessTokenTTL is the lifetime of an access token.
+	AccessTokenTTL time.Duration
+	// ReadLimit caps a WebSocket frame and a request body.
+	ReadLimit int64
+	// Heartbeat is the interval of server pings; a silent connection is
+	// dropped after 30 s plus one heartbeat.
+	Heartbeat time.Duration
+	// SendQueue is each connection's outgoing queue, in frames; a client
+	// that lets it fill is disconnected (4029).
+	SendQueue int
+
+	// MaxDeliver is how often a consumer tries an event before it goes to
+	// the dead-letter stream.
+	MaxDeliver int
+	// MaxAckPending bounds each consumer's in-flight events.
+	MaxAckPending int
+
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// Pprof serves /debug/pprof on the HTTP address.
+	Pprof bool
+}
+
+// Default returns the documented defaults.
+func Default() Server {
+	return Server{
+		HTTPAddr:        "127.0.0.1:8080",
+		DataDir:         "natter-data",
+		Fsync:           FsyncInterval,
+		SyncInterval:    time.Second,
+		RateLimit:       true,
+		SendBurst:       100,
+		SendRate:        20,
+		AuthBurst:       20,
+		AuthRate:        1,
+		InboxRetention:  30 * 24 * time.Hour,
+		ConvRetention:   7 * 24 * time.Hour,
+		StreamMaxBytes:  -1,
+		DuplicateWindow: 2 * time.Minute,
+		AccessTokenTTL:  time.Hour,
+		ReadLimit:       1 << 20,
+		Heartbeat:       25 * time.Second,
+		SendQueue:       1024,
+		MaxDeliver:      8,
+		MaxAckPending:   10000,
+		LogLevel:        "info",
+	}
+}
+
+// RegisterFlags binds every field to a flag of fs, with c's values as
+// defaults.
+func (c *Server) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address of the HTTP and WebSocket gateway")
+	fs.StringVar(&c.DataDir, "data", c.DataDir, "directory for all state (JetStream, database, signing key)")
+	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "expose the embedded NATS server on this host:port (off when empty)")
+	fs.StringVar(&c.Fsync, "fsync", c.Fsync, `"always": sync each write before acking; "interval": sync every --sync-interval`)
+	fs.DurationVar(&c.SyncInterval, "sync-interval", c.SyncInterval, "sync interval in --fsync interval mode")
+	fs.Func("rate-limit", `"on" or "off": every rate limit (default on)`, func(s string) error {
+		switch s {
+		case "on", "true":
+			c.RateLimit = true
+		case "off", "false":
+			c.RateLimit = false
+		default:
+			return fmt.Errorf("want on or off, got %q", s)
+		}
+		return nil
+	})
+	fs.IntVar(&c.SendBurst, "send-burst", c.SendBurst, "sends per user: burst")
+	fs.Float64Var(&c.SendRate, "send-rate", c.SendRate, "sends per user: per second")
+	fs.IntVar(&c.AuthBurst, "auth-burst", c.AuthBurst, "logins and registrations per client address: burst")
+	fs.Float64Var(&c.AuthRate, "auth-rate", c.AuthRate, "logins and registrations per client address: per second")
+	fs.Func("allowed-origins", "comma-separated browser origins allowed to open WebSockets", func(s string) error {
+		c.AllowedOrigins = nil
+		for _, o := range strings.Split(s, ",") {
+			if o = strings.TrimSpace(o); o != "" {
+				c.AllowedOrigins = append(c.AllowedOrigins, o)
+			}
+		}
+		return nil
+	})
+	fs.DurationVar(&c.InboxRetention, "inbox-retention", c.InboxRetention, "how long events stay replayable by cursor")
+	fs.DurationVar(&c.ConvRetention, "conv-retention", c.ConvRetention, "how long the CONV stream keeps messages")
+	fs.Int64Var(&c.StreamMaxBytes, "stream-max-bytes", c.StreamMaxBytes, "cap of each stream in bytes (-1 unlimited); a full stream refuses sends")
+	fs.DurationVar(&c.DuplicateWindow, "duplicate-window", c.DuplicateWindow, "JetStream dedupe window (retries after it are answered from the store)")
+	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", c.AccessTokenTTL, "lifetime of access tokens")
+	fs.Int64Var(&c.ReadLimit, "read-limit", c.ReadLimit, "largest WebSocket frame or request body in bytes")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "interval of server pings")
+	fs.IntVar(&c.SendQueue, "send-queue", c.SendQueue, "frames queued per connection before a slow client is disconnected")
+	fs.IntVar(&c.MaxDeliver, "max-deliver", c.MaxDeliver, "tries per event before it goes to the dead-letter stream")
+	fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "in-flight events per consumer")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address")
+}
+
+// Validate reports every invalid setting at once.
+func (c Server) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.HTTPAddr != "", "--http is required")
+	check(c.DataDir != "", "--data is required")
+	check(c.Fsync == FsyncAlways || c.Fsync == FsyncInterval, `--fsync must be "always" or "interval", not %q`, c.Fsync)
+	check(c.SyncInterval > 0, "--sync-interval must be positive")
+	check(c.SendBurst > 0 && c.SendRate > 0, "--send-burst and --send-rate must be positive")
+	check(c.AuthBurst > 0 && c.AuthRate > 0, "--auth-burst and --auth-rate must be positive")
+	check(c.InboxRetention >= time.Minute, "--inbox-retention must be at least 1m")
+	check(c.ConvRetention >= time.Minute, "--conv-retention must be at least 1m")
+	check(c.StreamMaxBytes == -1 || c.StreamMaxBytes >= 1<<20, "--stream-max-bytes must be -1 or at least 1 MiB")
+	check(c.DuplicateWindow >= 100*time.Millisecond, "--duplicate-window must be at least 100ms")
+	check(c.AccessTokenTTL >= time.Second, "--access-token-ttl must be at least 1s")
+	check(c.ReadLimit >= 1<<16+1024, "--read-limit must leave room for a 64 KiB message")
+	check(c.Heartbeat >= 100*time.Millisecond, "--heartbeat must be at least 100ms")
+	check(c.SendQueue >= 16, "--send-queue must be at least 16")
+	check(c.MaxDeliver >= 1, "--max-deliver must be at least 1")
+	check(c.MaxAckPending >= 1, "--max-ack-pending must be at least 1")
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,232 @@
+// Package streams declares, as data, natter's JetStream streams, durable
+// consumers and KV buckets, and the subjects and headers that tie them
+// together. Operators can inspect all of them with the standard nats CLI.
+//
+//	natter.conv.msg.<conversation_id>   CONV   a message (JSON schema.Message)
+//	natter.conv.rcpt.<conversation_id>  CONV   a delivered/read status (Receipt)
+//	natter.conv.del.<conversation_id>   CONV   a deletion (Deletion)
+//	natter.inbox.<user_id>.m            INBOX  message and deleted events for a user
+//	natter.inbox.<user_id>.r            INBOX  receipt events for a user
+//	natter.dlq.<consumer>               DEADLETTER  what a consumer gave up on
+//
+// Each inbox sub-subject has exactly one writer (fanout for .m, receipts
+// for .r) that publishes in CONV order; that is what makes redelivery
+// after a crash detectable (see consumers).
+package streams
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream, consumer and bucket names.
+const (
+	StreamConv       = "CONV"
+	StreamInbox      = "INBOX"
+	StreamDeadLetter = "DEADLETTER"
+
+	ConsumerPersist  = "persist"
+	ConsumerFanout   = "fanout"
+	ConsumerReceipts = "receipts"
+
+	// BucketSessions holds revoked device ids (key: device id) so every
+	// gateway cuts a revoked device off at once.
+	BucketSessions = "natter_sessions"
+)
+
+// Subject prefixes.
+const (
+	convMsgPrefix  = "natter.conv.msg."
+	convRcptPrefix = "natter.conv.rcpt."
+	convDelPrefix  = "natter.conv.del."
+	inboxPrefix    = "natter.inbox."
+	dlqPrefix      = "natter.dlq."
+)
+
+// Header names. Nats-Msg-Id and Nats-Expected-Last-Subject-Sequence are
+// JetStream's own (jetstream.MsgIDHeader, ExpectedLastSubjSeqHeader).
+const (
+	// HeaderSeq carries a message's seq in its conversation, so the
+	// sequencer can read the last one back from the stream.
+	HeaderSeq = "Natter-Seq"
+	// HeaderSource carries the CONV stream sequence an inbox event was
+	// derived from.
+	HeaderSource = "Natter-Src"
+	// HeaderError and HeaderOrigin describe a dead letter.
+	HeaderError      = "Natter-Error"
+	HeaderOrigin     = "Natter-Origin-Subject"
+	HeaderOriginSeq  = "Natter-Origin-Seq"
+	HeaderDeliveries = "Natter-Deliveries"
+)
+
+// Inbox kinds: one writer each.
+const (
+	InboxMessages = "m"
+	InboxReceipts = "r"
+)
+
+// MsgSubject is where a conversation's messages are published.
+func MsgSubject(conversationID string) string { return convMsgPrefix + conversationID }
+
+// ReceiptSubject is where a conversation's statuses are published.
+func ReceiptSubject(conversationID string) string { return convRcptPrefix + conversationID }
+
+// DeleteSubject is where a conversation's deletions are published.
+func DeleteSubject(conversationID string) string { return convDelPrefix + conversationID }
+
+// InboxSubject is one writer's part of a user's inbox.
+func InboxSubject(userID, kind string) string { return inboxPrefix + userID + "." + kind }
+
+// InboxFilter matches every event of a user's inbox.
+func InboxFilter(userID string) string { return inboxPrefix + userID + ".>" }
+
+// DeadLetterSubject is where a consumer puts what it gave up on.
+func DeadLetterSubject(consumer string) string { return dlqPrefix + consumer }
+
+// Kind of a CONV subject.
+type Kind int
+
+// CONV subject kinds.
+const (
+	KindUnknown Kind = iota
+	KindMessage
+	KindReceipt
+	KindDelete
+)
+
+// ParseConvSubject returns the kind and conversation id of a CONV subject.
+func ParseConvSubject(subject string) (Kind, string) {
+	for _, p := range []struct {
+		prefix string
+		kind   Kind
+	}{{convMsgPrefix, KindMessage}, {convRcptPrefix, KindReceipt}, {convDelPrefix, KindDelete}} {
+		if len(subject) > len(p.prefix) && subject[:len(p.prefix)] == p.prefix {
+			return p.kind, subject[len(p.prefix):]
+		}
+	}
+	return KindUnknown, ""
+}
+
+// DedupeID is the Nats-Msg-Id of a send: stable for a sender and
+// client_message_id, and safe as a header value whatever the client sent.
+func DedupeID(senderID, clientMessageID string) string {
+	h := sha256.Sum256([]byte(senderID + "\x00" + clientMessageID))
+	return hex.EncodeToString(h[:16])
+}
+
+// Limits configures the streams.
+type Limits struct {
+	// Replicas is 1 on a single node, 3 on a cluster.
+	Replicas int
+	// ConvMaxAge is how long CONV keeps a message after it was published.
+	// The store is the system of record; CONV only needs to outlive the
+	// consumers' lag.
+	ConvMaxAge time.Duration
+	// InboxMaxAge is how far back a device can resume with its cursor.
+	InboxMaxAge time.Duration
+	// MaxBytes caps each stream (-1: unlimited); a full stream refuses new
+	// messages instead of dropping old ones.
+	MaxBytes int64
+	// DuplicateWindow is JetStream's dedupe window for sends and events.
+	DuplicateWindow time.Duration
+}
+
+// Stream configurations.
+func Conv(l Limits) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamConv,
+		Description: "natter: per-conversation messages, statuses and deletions",
+		Subjects:    []string{"natter.conv.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      l.ConvMaxAge,
+		MaxBytes:    l.MaxBytes,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		Duplicates:  l.DuplicateWindow,
+	}
+}
+
+func Inbox(l Limits) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamInbox,
+		Description: "natter: each user's events, their offline queue and sync log",
+		Subjects:    []string{"natter.inbox.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      l.InboxMaxAge,
+		MaxBytes:    l.MaxBytes,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+		Duplicates:  l.DuplicateWindow,
+	}
+}
+
+func DeadLetter(l Limits) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamDeadLetter,
+		Description: "natter: events a consumer gave up on, with the reason in Natter-Error",
+		Subjects:    []string{"natter.dlq.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      l.InboxMaxAge,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+	}
+}
+
+// Sessions is the KV bucket of revoked devices. Entries only need to
+// outlive the access tokens they revoke.
+func Sessions(l Limits, tokenTTL time.Duration) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketSessions,
+		Description: "natter: revoked devices",
+		TTL:         tokenTTL + time.Minute,
+		Storage:     jetstream.FileStorage,
+		Replicas:    l.Replicas,
+	}
+}
+
+// ConsumerTuning is shared by the durable consumers.
+type ConsumerTuning struct {
+	MaxAckPending int
+	MaxDeliver    int
+	AckWait       time.Duration
+}
+
+// Durable returns the config of one of the durable consumers on CONV.
+// persist and fanout read everything (so their ack floor is exact for the
+// sync barrier); receipts reads only statuses.
+func Durable(name string, t ConsumerTuning) jetstream.ConsumerConfig {
+	c := jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "natter " + name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       t.AckWait,
+		MaxDeliver:    t.MaxDeliver,
+		MaxAckPending: t.MaxAckPending,
+		// Backs off redeliveries after an ack timeout; explicit naks set
+		// their own delay.
+		BackOff: backOff(t.AckWait, t.MaxDeliver),
+	}
+	if name == ConsumerReceipts {
+		c.FilterSubject = convRcptPrefix + ">"
+	}
+	return c
+}
+
+func backOff(base time.Duration, maxDeliver int) []time.Duration {
+	if maxDeliver <= 1 {
+		return nil
+	}
+	n := min(maxDeliver-1, 4)
+	out := make([]time.Duration, n)
+	for i := range out {
+		out[i] = base << i
+	}
+	return out
+}
