@@ -1,0 +1,94 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natter-chat/natter/schema"
+	"github.com/natter-chat/natter/store"
+	"github.com/natter-chat/natter/streams"
+)
+
+// MessageWriter is what Persist needs from the store.
+type MessageWriter interface {
+	SaveMessages(ctx context.Context, msgs []store.Message) error
+	DeleteForEveryone(ctx context.Context, conversationID string, seq int64) error
+	DeleteForUser(ctx context.Context, conversationID string, seq int64, userID string) error
+}
+
+// Persist writes every message and deletion of CONV to the store, in
+// batches, idempotently on (conversation, seq).
+type Persist struct {
+	js    jetstream.JetStream
+	store MessageWriter
+	opts  Options
+}
+
+// NewPersist returns the persistence consumer.
+func NewPersist(js jetstream.JetStream, st MessageWriter, opts Options) *Persist {
+	return &Persist{js: js, store: st, opts: opts}
+}
+
+// Run consumes until ctx ends.
+func (p *Persist) Run(ctx context.Context) error {
+	r, err := newRunner(ctx, p.js, streams.ConsumerPersist, p.opts)
+	if err != nil {
+		return err
+	}
+	return r.run(ctx, func(ctx context.Context, batch []jetstream.Msg) error {
+		return p.handle(ctx, r, batch)
+	})
+}
+
+func (p *Persist) handle(ctx context.Context, r *runner, batch []jetstream.Msg) error {
+	var pending []store.Message
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		if err := p.store.SaveMessages(ctx, pending); err != nil {
+			return fmt.Errorf("persist %d messages: %w", len(pending), err)
+		}
+		pending = pending[:0]
+		return nil
+	}
+	for _, m := range batch {
+		kind, _ := streams.ParseConvSubject(m.Subject())
+		switch kind {
+		case streams.KindMessage:
+			var msg schema.Message
+			if err := json.Unmarshal(m.Data(), &msg); err != nil || msg.ConversationID == "" || msg.Seq < 1 {
+				r.deadLetter(ctx, m, fmt.Errorf("%w: message does not decode: %v", errPoison, err), 1)
+				continue
+			}
+			pending = append(pending, store.Message{
+				ID: msg.MessageID, ConversationID: msg.ConversationID, Seq: msg.Seq,
+				SenderID: msg.SenderID, RecipientID: msg.RecipientID, MessageType: msg.MessageType,
+				Content: msg.Content, ClientMessageID: msg.ClientMessageID, ServerTS: msg.ServerTS,
+			})
+		case streams.KindDelete:
+			var d streams.Deletion
+			if err := json.Unmarshal(m.Data(), &d); err != nil || d.ConversationID == "" {
+				r.deadLetter(ctx, m, fmt.Errorf("%w: deletion does not decode: %v", errPoison, err), 1)
+				continue
+			}
+			// A deletion may follow its message in the same batch.
+			if err := flush(); err != nil {
+				return err
+			}
+			var err error
+			if d.For == "everyone" {
+				err = p.store.DeleteForEveryone(ctx, d.ConversationID, d.Seq)
+			} else {
+				err = p.store.DeleteForUser(ctx, d.ConversationID, d.Seq, d.UserID)
+			}
+			if err != nil {
+				return fmt.Errorf("persist deletion of %s: %w", d.MessageID, err)
+			}
+		}
+	}
+	return flush()
+}

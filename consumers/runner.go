@@ -1,0 +1,179 @@
+// Package consumers holds natter's durable JetStream consumers, one type
+// each with Run(ctx) error: Persist writes CONV to the store, Fanout turns
+// it into inbox events, Receipts applies delivered/read statuses.
+//
+// Every consumer acks explicitly after its effect is durable, so a crash
+// redelivers what was in flight; each effect is idempotent (the store by
+// (conversation, seq), inbox events by Nats-Msg-Id within the duplicate
+// window and by the Natter-Src check after it).
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natter-chat/natter/streams"
+)
+
+// Options tune every consumer.
+type Options struct {
+	// BatchSize is the most events handled in one batch.
+	BatchSize int
+	// MaxDeliver is how many tries an event gets before it is dead-lettered.
+	MaxDeliver int
+	Logger     *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.BatchSize <= 0 {
+		o.BatchSize = 256
+	}
+	if o.MaxDeliver <= 0 {
+		o.MaxDeliver = 8
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// errPoison marks an event that can never succeed (it does not decode):
+// it is dead-lettered at once instead of retried.
+var errPoison = errors.New("poison event")
+
+// batchFunc handles events in stream order and returns, for the events
+// it could not handle, the error; poison events are reported per event.
+type batchFunc func(ctx context.Context, msgs []jetstream.Msg) error
+
+// runner pulls batches from one durable consumer and acks, naks or
+// dead-letters them.
+type runner struct {
+	name string
+	js   jetstream.JetStream
+	cons jetstream.Consumer
+	opts Options
+	log  *slog.Logger
+}
+
+func newRunner(ctx context.Context, js jetstream.JetStream, name string, opts Options) (*runner, error) {
+	cons, err := js.Consumer(ctx, streams.StreamConv, name)
+	if err != nil {
+		return nil, fmt.Errorf("open consumer %s: %w", name, err)
+	}
+	opts = opts.withDefaults()
+	return &runner{name: name, js: js, cons: cons, opts: opts, log: opts.Logger.With("consumer", name)}, nil
+}
+
+// run feeds batches to handle until ctx ends. Events arrive through
+// Consume (which keeps pull requests outstanding) and are grouped: one
+// blocking receive, then whatever else is already there.
+func (r *runner) run(ctx context.Context, handle batchFunc) error {
+	ch := make(chan jetstream.Msg, r.opts.BatchSize)
+	done := make(chan struct{})
+	defer close(done)
+	cc, err := r.cons.Consume(func(m jetstream.Msg) {
+		select {
+		case ch <- m:
+		case <-done:
+		}
+	}, jetstream.PullMaxMessages(r.opts.BatchSize*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			r.log.Debug("consume", "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", r.name, err)
+	}
+	defer cc.Stop()
+	r.log.Info("consumer running")
+
+	batch := make([]jetstream.Msg, 0, r.opts.BatchSize)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-ch:
+			batch = append(batch, m)
+		}
+	fill:
+		for len(batch) < r.opts.BatchSize {
+			select {
+			case m := <-ch:
+				batch = append(batch, m)
+			default:
+				break fill
+			}
+		}
+		r.process(ctx, batch, handle)
+	}
+}
+
+func (r *runner) process(ctx context.Context, batch []jetstream.Msg, handle batchFunc) {
+	err := safeHandle(ctx, batch, handle)
+	if err == nil {
+		for _, m := range batch {
+			if aerr := m.Ack(); aerr != nil {
+				// A lost ack only means a redelivery, which is idempotent.
+				r.log.Debug("ack", "err", aerr)
+			}
+		}
+		return
+	}
+	if ctx.Err() != nil {
+		return // shutting down: redelivered after restart
+	}
+	for _, m := range batch {
+		md, _ := m.Metadata()
+		n := uint64(1)
+		if md != nil {
+			n = md.NumDelivered
+		}
+		if errors.Is(err, errPoison) || n >= uint64(r.opts.MaxDeliver) {
+			r.deadLetter(ctx, m, err, n)
+			continue
+		}
+		delay := time.Duration(1<<min(n, 6)) * 100 * time.Millisecond
+		r.log.Warn("retrying batch", "events", len(batch), "delivery", n, "in", delay, "err", err)
+		_ = m.NakWithDelay(delay)
+	}
+}
+
+// safeHandle turns a panic in a handler into a poison error, so one bad
+// event cannot crash the process over and over.
+func safeHandle(ctx context.Context, batch []jetstream.Msg, handle batchFunc) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: panic: %v", errPoison, p)
+		}
+	}()
+	return handle(ctx, batch)
+}
+
+// deadLetter copies m to the dead-letter stream with the reason, then
+// terminates it so it is never redelivered.
+func (r *runner) deadLetter(ctx context.Context, m jetstream.Msg, cause error, deliveries uint64) {
+	md, _ := m.Metadata()
+	out := nats.NewMsg(streams.DeadLetterSubject(r.name))
+	out.Data = m.Data()
+	out.Header.Set(streams.HeaderError, cause.Error())
+	out.Header.Set(streams.HeaderOrigin, m.Subject())
+	out.Header.Set(streams.HeaderDeliveries, strconv.FormatUint(deliveries, 10))
+	if md != nil {
+		out.Header.Set(streams.HeaderOriginSeq, strconv.FormatUint(md.Sequence.Stream, 10))
+	}
+	if _, err := r.js.PublishMsg(ctx, out); err != nil {
+		// Not terminated: it is redelivered and dead-lettered again later.
+		r.log.Error("dead-letter failed", "subject", m.Subject(), "err", err)
+		return
+	}
+	r.log.Error("dead-lettered", "subject", m.Subject(), "deliveries", deliveries, "err", cause)
+	_ = m.Term()
+}

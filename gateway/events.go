@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natter-chat/natter/schema"
+	"github.com/natter-chat/natter/streams"
+)
+
+// syncPoint implements the synced barrier: it waits until every message
+// acknowledged so far has been persisted and fanned out, then returns the
+// inbox position at or below which all their events lie.
+func (g *Gateway) syncPoint(ctx context.Context) (uint64, error) {
+	last, err := g.wm.ConvLastSeq(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", schema.ErrUnavailable, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := g.wm.Wait(wctx, last, streams.ConsumerPersist, streams.ConsumerFanout); err != nil {
+		return 0, fmt.Errorf("%w: consumers are behind: %v", schema.ErrUnavailable, err)
+	}
+	pos, err := g.wm.InboxLastSeq(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %v", schema.ErrUnavailable, err)
+	}
+	return pos, nil
+}
+
+// errCursorExpired tells the client to resync from history.
+var errCursorExpired = schema.Errorf(http.StatusGone, schema.CodeCursorExpired, "cursor is older than the retained events: resync from history, then connect without a cursor")
+
+// checkCursor parses a client's cursor and refuses one whose events may
+// have aged out (or that this server never gave out).
+func (g *Gateway) checkCursor(ctx context.Context, s string) (uint64, error) {
+	c, err := parseCursor(s)
+	if err != nil {
+		return 0, err
+	}
+	info, err := g.inbox.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("%w: inbox info: %v", schema.ErrUnavailable, err)
+	}
+	if c > info.State.LastSeq || c+1 < info.State.FirstSeq {
+		return 0, errCursorExpired
+	}
+	return c, nil
+}
+
+// withCursor splices "cursor" into a stored event (a JSON object).
+func withCursor(data []byte, seq uint64) []byte {
+	out := make([]byte, 0, len(data)+32)
+	out = append(out, `{"cursor":"`...)
+	out = strconv.AppendUint(out, seq, 10)
+	out = append(out, '"')
+	if len(data) > 2 {
+		out = append(out, ',')
+	}
+	return append(out, data[1:]...)
+}
+
+var messageTypePrefix = []byte(`{"type":"message"`)
+
+// redact drops the content of a replayed message that has since been
+// deleted for everyone: a replay never carries deleted content.
+func (g *Gateway) redact(ctx context.Context, data []byte) []byte {
+	if !bytes.HasPrefix(data, messageTypePrefix) {
+		return data
+	}
+	var ev schema.MessageEvent
+	if json.Unmarshal(data, &ev) != nil {
+		return data
+	}
+	m, err := g.st.Message(ctx, ev.ConversationID, ev.Seq)
+	if err != nil || !m.Deleted {
+		return data
+	}
+	ev.Content = ""
+	out, _ := json.Marshal(struct {
+		schema.MessageEvent
+		Deleted bool `json:"deleted"`
+	}{ev, true})
+	return out
+}
+
+// Long-poll.
+
+const (
+	maxPollEvents  = 1000
+	defaultPollSec = 30
+	maxPollSec     = 60
+)
+
+func (g *Gateway) handleEvents(w http.ResponseWriter, r *http.Request) error {
+	c := caller(r)
+	q := r.URL.Query()
+	timeout := defaultPollSec * time.Second
+	if s := q.Get("timeout"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return schema.BadRequest("timeout must be a whole number of seconds")
+		}
+		timeout = time.Duration(min(n, maxPollSec)) * time.Second
+	}
+	pos, err := g.syncPoint(r.Context())
+	if err != nil {
+		return err
+	}
+	cur := q.Get("cursor")
+	if cur == "" {
+		writeJSON(w, http.StatusOK, map[string]any{"events": []any{}, "cursor": formatCursor(pos)})
+		return nil
+	}
+	from, err := g.checkCursor(r.Context(), cur)
+	if err != nil {
+		return err
+	}
+	events, last, err := g.readInbox(r.Context(), c.UserID, from, timeout)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	var buf bytes.Buffer
+	buf.WriteString(`{"events":[`)
+	for i, e := range events {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(e)
+	}
+	buf.WriteString(`],"cursor":"` + formatCursor(last) + `"}`)
+	_, _ = w.Write(buf.Bytes())
+	return nil
+}
+
+// readInbox returns up to maxPollEvents events of user after cursor from,
+// waiting up to timeout for the first one. It subscribes before its last
+// look so an event stored in between wakes it.
+func (g *Gateway) readInbox(ctx context.Context, user string, from uint64, timeout time.Duration) ([][]byte, uint64, error) {
+	events, last, err := g.scanInbox(ctx, user, from)
+	if err != nil || len(events) > 0 || timeout == 0 {
+		return events, last, err
+	}
+	wake := make(chan *nats.Msg, 1)
+	sub, err := g.nc.ChanSubscribe(streams.InboxFilter(user), wake)
+	if err != nil {
+		return nil, from, fmt.Errorf("%w: subscribe: %v", schema.ErrUnavailable, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if events, last, err = g.scanInbox(ctx, user, from); err != nil || len(events) > 0 {
+		return events, last, err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-wake:
+		return g.scanInbox(ctx, user, from)
+	case <-t.C:
+		return nil, from, nil
+	case <-ctx.Done():
+		return nil, from, ctx.Err()
+	}
+}
+
+// scanInbox reads the user's events after from, oldest first.
+func (g *Gateway) scanInbox(ctx context.Context, user string, from uint64) ([][]byte, uint64, error) {
+	var events [][]byte
+	last := from
+	for len(events) < maxPollEvents {
+		m, err := g.inbox.GetMsg(ctx, last+1, jetstream.WithGetMsgSubject(streams.InboxFilter(user)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, from, fmt.Errorf("%w: read inbox: %v", schema.ErrUnavailable, err)
+		}
+		events = append(events, withCursor(g.redact(ctx, m.Data), m.Sequence))
+		last = m.Sequence
+	}
+	return events, last, nil
+}

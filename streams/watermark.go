@@ -1,0 +1,118 @@
+package streams
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Watermark answers "has consumer C handled everything up to CONV
+// sequence N?", the question behind the sync barrier and
+// read-your-writes on REST. Concurrent waiters share consumer-info
+// requests, so a burst of connections costs a few requests, not one each.
+type Watermark struct {
+	js   jetstream.JetStream
+	poll time.Duration
+
+	mu    sync.Mutex
+	infos map[string]*infoCall
+}
+
+type infoCall struct {
+	at   time.Time // when the request started
+	done chan struct{}
+	info *jetstream.ConsumerInfo
+	err  error
+}
+
+// NewWatermark polls consumer state every poll interval while someone waits.
+func NewWatermark(js jetstream.JetStream, poll time.Duration) *Watermark {
+	return &Watermark{js: js, poll: poll, infos: map[string]*infoCall{}}
+}
+
+// ConvLastSeq is the CONV stream's last sequence: everything acknowledged
+// to a client so far is at or below it.
+func (w *Watermark) ConvLastSeq(ctx context.Context) (uint64, error) {
+	return lastSeq(ctx, w.js, StreamConv)
+}
+
+// InboxLastSeq is the INBOX stream's last sequence.
+func (w *Watermark) InboxLastSeq(ctx context.Context) (uint64, error) {
+	return lastSeq(ctx, w.js, StreamInbox)
+}
+
+func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s info: %w", stream, err)
+	}
+	return s.CachedInfo().State.LastSeq, nil
+}
+
+// Wait returns once each named consumer has acknowledged every CONV
+// event up to seq, or with ctx's error.
+func (w *Watermark) Wait(ctx context.Context, seq uint64, consumers ...string) error {
+	for _, name := range consumers {
+		since := time.Now()
+		for {
+			info, err := w.info(ctx, name, since)
+			if err != nil {
+				return err
+			}
+			if handled(info, seq) {
+				break
+			}
+			since = time.Now()
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for %s to reach %d: %w", name, seq, ctx.Err())
+			case <-time.After(w.poll):
+			}
+		}
+	}
+	return nil
+}
+
+// handled reports whether every event up to seq the consumer will see has
+// been acknowledged. The ack floor alone answers for unfiltered
+// consumers; a filtered one may have nothing left at all.
+func handled(info *jetstream.ConsumerInfo, seq uint64) bool {
+	if info.AckFloor.Stream >= seq {
+		return true
+	}
+	return info.NumAckPending == 0 && (info.NumPending == 0 || info.Delivered.Stream >= seq)
+}
+
+// info returns consumer info fetched after since, joining a request in
+// flight when it started late enough.
+func (w *Watermark) info(ctx context.Context, name string, since time.Time) (*jetstream.ConsumerInfo, error) {
+	w.mu.Lock()
+	c := w.infos[name]
+	if c == nil || c.at.Before(since) {
+		c = &infoCall{at: time.Now(), done: make(chan struct{})}
+		w.infos[name] = c
+		go w.fetch(name, c)
+	}
+	w.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.info, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (w *Watermark) fetch(name string, c *infoCall) {
+	defer close(c.done)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := w.js.Consumer(ctx, StreamConv, name)
+	if err != nil {
+		c.err = fmt.Errorf("consumer %s info: %w", name, err)
+		return
+	}
+	c.info = cons.CachedInfo()
+}
