@@ -71,8 +71,13 @@ type Gateway struct {
 	sendLimit *limiter
 	authLimit *limiter
 
+	// ensured remembers direct conversations known to exist, so the hot
+	// path does not write to the store on every send.
+	ensured sync.Map
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	online   map[string]int // user id -> open sessions on this node
 	closed   bool
 
 	ctx    context.Context
@@ -104,6 +109,7 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 		sendLimit: newLimiter(cfg.RateLimit, cfg.SendRate, cfg.SendBurst),
 		authLimit: newLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst),
 		sessions:  map[*session]struct{}{},
+		online:    map[string]int{},
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.seq = newSequencer(js, conv, st)
@@ -215,13 +221,20 @@ func (g *Gateway) addSession(s *session) bool {
 		return false
 	}
 	g.sessions[s] = struct{}{}
+	g.online[s.claims.UserID]++
 	return true
 }
 
 func (g *Gateway) removeSession(s *session) {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.sessions[s]; !ok {
+		return
+	}
 	delete(g.sessions, s)
-	g.mu.Unlock()
+	if g.online[s.claims.UserID]--; g.online[s.claims.UserID] <= 0 {
+		delete(g.online, s.claims.UserID)
+	}
 }
 
 // writeJSON writes v with status.

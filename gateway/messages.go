@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,10 +49,6 @@ func (g *Gateway) send(ctx context.Context, c auth.Claims, req *schema.SendReque
 	})
 }
 
-// ensured remembers direct conversations known to exist, so the hot path
-// does not write to the store on every send.
-var ensured sync.Map
-
 // direct returns the direct conversation of me and peer, creating it, after
 // checking that peer exists and neither blocked the other.
 func (g *Gateway) direct(ctx context.Context, me, peer string) (string, error) {
@@ -73,11 +68,11 @@ func (g *Gateway) direct(ctx context.Context, me, peer string) (string, error) {
 		}
 	}
 	conv := schema.DirectConversationID(me, peer)
-	if _, ok := ensured.Load(conv); !ok {
+	if _, ok := g.ensured.Load(conv); !ok {
 		if err := g.st.EnsureDirect(ctx, conv, me, peer, time.Now().UnixMilli()); err != nil {
 			return "", fmt.Errorf("create conversation %s: %w", conv, err)
 		}
-		ensured.Store(conv, struct{}{})
+		g.ensured.Store(conv, struct{}{})
 	}
 	return conv, nil
 }
@@ -110,10 +105,14 @@ func (g *Gateway) visibleMessage(ctx context.Context, userID, messageID string) 
 	} else if err != nil {
 		return store.Message{}, err
 	}
-	if err := g.persisted(ctx); err != nil {
-		return store.Message{}, err
-	}
 	m, err := g.st.Message(ctx, conv, seq)
+	if errors.Is(err, store.ErrNotFound) {
+		// It may be acknowledged but not yet persisted: wait, look again.
+		if err := g.persisted(ctx); err != nil {
+			return store.Message{}, err
+		}
+		m, err = g.st.Message(ctx, conv, seq)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return store.Message{}, notFound
 	}

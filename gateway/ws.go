@@ -378,10 +378,9 @@ func (g *Gateway) typing(ctx context.Context, userID, conv, state string) error 
 func (g *Gateway) presence(userID string) schema.Presence {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for s := range g.sessions {
-		if s.claims.UserID == userID {
-			return schema.Presence{Type: schema.TypePresence, UserID: userID, Status: "online"}
-		}
+	status := "offline"
+	if g.online[userID] > 0 {
+		status = "online"
 	}
-	return schema.Presence{Type: schema.TypePresence, UserID: userID, Status: "offline"}
+	return schema.Presence{Type: schema.TypePresence, UserID: userID, Status: status}
 }
