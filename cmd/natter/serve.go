@@ -120,7 +120,12 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Requests (long-polls, WebSockets) end when baseCtx does, at shutdown;
+	// net/http's Shutdown alone would wait for them.
+	baseCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
+	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return baseCtx }}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("natter serving", "http", "http://"+ln.Addr().String(), "data", cfg.DataDir, "fsync", cfg.Fsync)
@@ -135,10 +140,11 @@ func serve(ctx context.Context, args []string) error {
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	gw.Close() // WebSockets get 1001 first: they are hijacked, Shutdown ignores them
+	cancelRequests()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Warn("http shutdown", "err", err)
 	}
-	gw.Close()
 	// Let the consumers catch up with what was acknowledged, briefly.
 	drain(shutdownCtx, js, log)
 	return nil
