@@ -201,12 +201,27 @@ func (g *Gateway) handleUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (g *Gateway) handleUserByName(w http.ResponseWriter, r *http.Request) error {
-	u, err := g.st.UserByUsername(r.Context(), r.PathValue("username"))
-	if err != nil {
-		return fromStore(err, "user")
+// handleUserSub serves /v1/users/by-username/{username} and
+// /v1/users/{user_id}/presence.
+func (g *Gateway) handleUserSub(w http.ResponseWriter, r *http.Request) error {
+	first, second := r.PathValue("first"), r.PathValue("second")
+	switch {
+	case first == "by-username":
+		u, err := g.st.UserByUsername(r.Context(), second)
+		if err != nil {
+			return fromStore(err, "user")
+		}
+		writeJSON(w, http.StatusOK, userJSON{u.ID, u.Username})
+	case second == "presence":
+		if _, err := g.st.UserByID(r.Context(), first); err != nil {
+			return fromStore(err, "user")
+		}
+		p := g.presence(r.Context(), caller(r).UserID, first)
+		p.Type = ""
+		writeJSON(w, http.StatusOK, p)
+	default:
+		return schema.Errorf(http.StatusNotFound, schema.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	}
-	writeJSON(w, http.StatusOK, userJSON{u.ID, u.Username})
 	return nil
 }
 

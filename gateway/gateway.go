@@ -77,7 +77,8 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
-	online   map[string]int // user id -> open sessions on this node
+	online   map[string]int   // user id -> open sessions on this node
+	lastSeen map[string]int64 // user id -> when their last session closed
 	closed   bool
 
 	ctx    context.Context
@@ -110,6 +111,7 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 		authLimit: newLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst),
 		sessions:  map[*session]struct{}{},
 		online:    map[string]int{},
+		lastSeen:  map[string]int64{},
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.seq = newSequencer(js, conv, st)
@@ -149,7 +151,9 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("PUT /v1/me/blocks/{user_id}", g.authed(g.handleBlock))
 	mux.Handle("DELETE /v1/me/blocks/{user_id}", g.authed(g.handleUnblock))
 	mux.Handle("GET /v1/users/{user_id}", g.authed(g.handleUser))
-	mux.Handle("GET /v1/users/by-username/{username}", g.authed(g.handleUserByName))
+	// One pattern for /by-username/{name} and /{id}/presence: as two
+	// patterns they would both match /v1/users/by-username/presence.
+	mux.Handle("GET /v1/users/{first}/{second}", g.authed(g.handleUserSub))
 
 	mux.Handle("POST /v1/conversations", g.authed(g.handleCreateConversation))
 	mux.Handle("GET /v1/conversations", g.authed(g.handleConversations))
@@ -234,6 +238,7 @@ func (g *Gateway) removeSession(s *session) {
 	delete(g.sessions, s)
 	if g.online[s.claims.UserID]--; g.online[s.claims.UserID] <= 0 {
 		delete(g.online, s.claims.UserID)
+		g.lastSeen[s.claims.UserID] = time.Now().UnixMilli()
 	}
 }
 

@@ -43,6 +43,13 @@ var upgrader = websocket.Upgrader{
 	WriteBufferPool: &sync.Pool{},
 	// Origin is checked before Upgrade, with a JSON answer.
 	CheckOrigin: func(*http.Request) bool { return true },
+	Error: func(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+		code := schema.CodeBadRequest
+		if status >= 500 {
+			code = schema.CodeInternal
+		}
+		writeError(w, schema.Errorf(status, code, "websocket upgrade: %v", reason))
+	},
 }
 
 // originAllowed accepts non-browser clients (no Origin), the server's own
@@ -298,7 +305,7 @@ func (s *session) handleFrame(ctx context.Context, raw []byte) {
 			return
 		}
 		for _, id := range f.UserIDs {
-			s.enqueueJSON(s.g.presence(id))
+			s.enqueueJSON(s.g.presence(ctx, s.claims.UserID, id))
 		}
 	case schema.TypePresenceUnsubscrib:
 	case schema.TypePing:
@@ -374,13 +381,38 @@ func (g *Gateway) typing(ctx context.Context, userID, conv, state string) error 
 }
 
 // presence answers from this node's sessions; the cluster-wide registry
-// comes with the presence work.
-func (g *Gateway) presence(userID string) schema.Presence {
+// (NATS KV) comes with the presence work. last_seen is known for users
+// who disconnected since this process started, and shown per their
+// privacy setting.
+func (g *Gateway) presence(ctx context.Context, viewer, userID string) schema.Presence {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	status := "offline"
-	if g.online[userID] > 0 {
-		status = "online"
+	online, seen := g.online[userID] > 0, g.lastSeen[userID]
+	g.mu.Unlock()
+	p := schema.Presence{Type: schema.TypePresence, UserID: userID, Status: "offline"}
+	if online {
+		p.Status = "online"
+		return p
 	}
-	return schema.Presence{Type: schema.TypePresence, UserID: userID, Status: status}
+	if seen > 0 && g.lastSeenVisible(ctx, viewer, userID) {
+		p.LastSeen = seen
+	}
+	return p
+}
+
+func (g *Gateway) lastSeenVisible(ctx context.Context, viewer, userID string) bool {
+	if viewer == userID {
+		return true
+	}
+	u, err := g.st.UserByID(ctx, userID)
+	if err != nil {
+		return false
+	}
+	switch u.LastSeenPrivacy {
+	case "nobody":
+		return false
+	case "contacts":
+		ok, err := g.st.SharesConversation(ctx, viewer, userID)
+		return err == nil && ok
+	}
+	return true
 }

@@ -131,7 +131,8 @@ type Devices interface {
 	RevokeDevice(ctx context.Context, userID, deviceID string, at int64) error
 	// RotateRefresh replaces the device's current refresh token oldHash by
 	// newHash and returns the device. A hash that was current once but has
-	// been rotated away revokes the device and returns ErrRefreshReused;
+	// been rotated away revokes the device and returns it with
+	// ErrRefreshReused;
 	// an unknown hash, or one of a revoked device, returns ErrNotFound.
 	RotateRefresh(ctx context.Context, oldHash, newHash string, at int64) (Device, error)
 }
@@ -147,7 +148,8 @@ type Blocks interface {
 // Conversations stores conversations and their participants.
 type Conversations interface {
 	// EnsureDirect creates the direct conversation id between a and b (a
-	// may equal b) if it does not exist. Idempotent.
+	// may equal b) if it does not exist. Idempotent; ErrConflict when id is
+	// already a conversation of other participants.
 	EnsureDirect(ctx context.Context, id, a, b string, at int64) error
 	// Participants returns the user ids of a conversation, ErrNotFound for
 	// an unknown one.
@@ -166,7 +168,8 @@ type Conversations interface {
 type Messages interface {
 	// SaveMessages stores messages in one transaction, idempotent on
 	// (ConversationID, Seq): a message already stored is left as it is.
-	// It also advances each conversation's last message fields.
+	// It also advances each conversation's last message fields. A message
+	// of an unknown conversation fails the whole batch with ErrNotFound.
 	SaveMessages(ctx context.Context, msgs []Message) error
 	// MessageByClientID finds the message senderID sent with that
 	// client_message_id (the lowest seq if there were several).
@@ -174,12 +177,17 @@ type Messages interface {
 	Message(ctx context.Context, conversationID string, seq int64) (Message, error)
 	// History returns up to limit messages of the conversation with seq <
 	// beforeSeq (all when beforeSeq <= 0), newest first, as viewerID sees them.
+	// An unknown conversation has no messages (no error): callers check
+	// membership first.
 	History(ctx context.Context, conversationID, viewerID string, beforeSeq int64, limit int) ([]HistoryEntry, error)
 	// LastSeq returns the highest stored seq of a conversation, 0 if none.
 	LastSeq(ctx context.Context, conversationID string) (int64, error)
-	// DeleteForEveryone tombstones a message: content gone for every viewer.
+	// DeleteForEveryone tombstones a message: content gone for every viewer,
+	// ClientMessageID kept so that a retry is still recognised. ErrNotFound
+	// for an unknown message.
 	DeleteForEveryone(ctx context.Context, conversationID string, seq int64) error
-	// DeleteForUser hides a message from one viewer's history.
+	// DeleteForUser hides a message from one viewer's history. ErrNotFound
+	// for an unknown message.
 	DeleteForUser(ctx context.Context, conversationID string, seq int64, userID string) error
 }
 
@@ -188,7 +196,8 @@ type Receipts interface {
 	// ReceiptState is the zero state for a participant with no receipt.
 	ReceiptState(ctx context.Context, conversationID, userID string) (ReceiptState, error)
 	// AdvanceReceipt moves the state forward only: each field becomes the
-	// maximum of the stored and the given value.
+	// maximum of the stored and the given value. ErrNotFound for a
+	// non-participant: receipts never add members.
 	AdvanceReceipt(ctx context.Context, conversationID, userID string, st ReceiptState) error
 }
 

@@ -1,0 +1,165 @@
+// Package sqlite is natter's embedded store adapter, over the pure-Go
+// modernc.org/sqlite driver (no cgo).
+//
+// The database runs in WAL mode. All writes go through one connection, so
+// they queue in Go instead of contending for SQLite's write lock, while
+// reads use a separate pool and never wait for a writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"runtime"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/natter-chat/natter/store"
+)
+
+// Options configures Open.
+type Options struct {
+	// Fsync is "interval" (the default: PRAGMA synchronous=NORMAL, a power
+	// loss may lose the last commits but never corrupts) or "always"
+	// (synchronous=FULL: every commit is on disk before it returns).
+	Fsync string
+	// Logger receives migration and lifecycle logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// DB is a store.Store over one SQLite database file.
+type DB struct {
+	w *sql.DB // the single writer connection
+	r *sql.DB // the read pool
+}
+
+var _ store.Store = (*DB)(nil)
+
+// busyTimeoutMS bounds how long a connection waits for a lock held by
+// another process (or a WAL checkpoint) before failing with SQLITE_BUSY.
+const busyTimeoutMS = 5000
+
+// Open opens (creating if needed) the database at path and applies the
+// pending migrations.
+func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	sync, err := synchronous(opts.Fsync)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// IMMEDIATE transactions take the write lock at BEGIN, so a
+	// transaction that reads before writing cannot fail to upgrade.
+	w, err := sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous("+sync+")")+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	if err := migrate(ctx, w, log); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// The readers open after the writer has switched the file to WAL.
+	r, err := sql.Open("sqlite", dsn(path, "query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	if err := r.PingContext(ctx); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	log.Info("sqlite store open", "path", path, "synchronous", sync)
+	return &DB{w: w, r: r}, nil
+}
+
+func synchronous(fsync string) (string, error) {
+	switch fsync {
+	case "", "interval":
+		return "NORMAL", nil
+	case "always":
+		return "FULL", nil
+	}
+	return "", fmt.Errorf(`sqlite: unknown fsync mode %q (want "always" or "interval")`, fsync)
+}
+
+// dsn builds a file: URI (so that any path survives) whose pragmas run on
+// every new connection.
+func dsn(path string, pragmas ...string) string {
+	q := url.Values{}
+	for _, p := range append([]string{fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS), "foreign_keys(1)"}, pragmas...) {
+		q.Add("_pragma", p)
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	return errors.Join(db.w.Close(), db.r.Close())
+}
+
+// write runs fn in a transaction on the writer connection. fn must use tx
+// only: the writer has a single connection, so using db.w inside would
+// wait forever.
+func (db *DB) write(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return fmt.Errorf("%s: %w", what, classify(err))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// exec runs one statement on the writer and returns the rows it matched.
+func (db *DB) exec(ctx context.Context, what, query string, args ...any) (int64, error) {
+	res, err := db.w.ExecContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, classify(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", what, err)
+	}
+	return n, nil
+}
+
+// classify adds the store error a constraint violation stands for: a
+// duplicate key is a conflict, a dangling reference (a conversation, user,
+// device or message that does not exist) is not found.
+func classify(err error) error {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return fmt.Errorf("%w: %w", store.ErrConflict, err)
+	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+		return fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	}
+	return err
+}
+
+// notFound maps sql.ErrNoRows to store.ErrNotFound.
+func notFound(what string, err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
