@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"time"
@@ -43,7 +44,10 @@ type convSeq struct {
 	used      time.Time
 }
 
-const maxSeqConflicts = 10
+// maxSeqConflicts bounds the retries of one send when other gateways keep
+// winning the race for the conversation's next seq; between retries it
+// backs off with jitter so contenders spread out.
+const maxSeqConflicts = 50
 
 func newSequencer(js jetstream.JetStream, conv jetstream.Stream, st interface {
 	LastSeq(ctx context.Context, conversationID string) (int64, error)
@@ -70,7 +74,15 @@ func (s *sequencer) publish(ctx context.Context, msg schema.Message) (schema.Ack
 	defer c.mu.Unlock()
 	c.used = time.Now()
 	subject := streams.MsgSubject(msg.ConversationID)
-	for range maxSeqConflicts {
+	for attempt := range maxSeqConflicts {
+		if attempt > 0 {
+			backoff := time.Duration(rand.Int64N(int64(min(1<<attempt, 64)))) * time.Millisecond
+			select {
+			case <-ctx.Done():
+				return schema.Ack{}, fmt.Errorf("%w: %v", schema.ErrUnavailable, ctx.Err())
+			case <-time.After(backoff):
+			}
+		}
 		if !c.loaded {
 			if err := s.load(ctx, msg.ConversationID, c); err != nil {
 				return schema.Ack{}, err

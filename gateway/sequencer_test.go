@@ -1,0 +1,123 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/natter-chat/natter/natsnode"
+	"github.com/natter-chat/natter/schema"
+	"github.com/natter-chat/natter/store/sqlite"
+	"github.com/natter-chat/natter/streams"
+)
+
+func startSequencers(t *testing.T, n int) ([]*sequencer, jetstream.Stream) {
+	t.Helper()
+	dir := t.TempDir()
+	node, err := natsnode.Start(natsnode.Options{StoreDir: filepath.Join(dir, "js"), SyncInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(node.Shutdown)
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	var out []*sequencer
+	var conv jetstream.Stream
+	for i := range n {
+		// One connection each, like separate gateway processes.
+		nc, err := node.Connect(fmt.Sprint("gw", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		if i == 0 {
+			if err := streams.Ensure(ctx, js, streams.Setup{
+				Limits:   streams.Limits{Replicas: 1, ConvMaxAge: time.Hour, InboxMaxAge: time.Hour, MaxBytes: -1, DuplicateWindow: time.Minute},
+				Tuning:   streams.ConsumerTuning{MaxAckPending: 100, MaxDeliver: 3, AckWait: time.Second},
+				TokenTTL: time.Minute,
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if conv, err = js.Stream(ctx, streams.StreamConv); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, newSequencer(js, conv, db))
+	}
+	return out, conv
+}
+
+// Several "gateways", each with its own cache, race on one conversation:
+// the seqs must be exactly 1..N, each once.
+func TestSequencersRacingOnOneConversationAreGapFree(t *testing.T) {
+	seqs, _ := startSequencers(t, 3)
+	const perWorker, workers = 40, 6
+	var mu sync.Mutex
+	got := map[int64]string{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := seqs[w%len(seqs)]
+			for i := range perWorker {
+				cmid := fmt.Sprintf("w%d-%d", w, i)
+				ack, err := s.publish(context.Background(), schema.Message{ConversationID: "dtest", SenderID: "u1",
+					RecipientID: "u2", ClientMessageID: cmid, Content: "x"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if prev, dup := got[ack.Seq]; dup {
+					t.Errorf("seq %d given to %s and %s", ack.Seq, prev, cmid)
+				}
+				got[ack.Seq] = cmid
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for seq := int64(1); seq <= perWorker*workers; seq++ {
+		if _, ok := got[seq]; !ok {
+			t.Fatalf("seq %d missing; got %d seqs", seq, len(got))
+		}
+	}
+}
+
+// A retry inside the duplicate window returns the original and consumes
+// no seq, even from another gateway.
+func TestSequencerRetryReturnsOriginalAndConsumesNoSeq(t *testing.T) {
+	seqs, _ := startSequencers(t, 2)
+	ctx := context.Background()
+	msg := schema.Message{ConversationID: "dtest", SenderID: "u1", RecipientID: "u2", ClientMessageID: "c1", Content: "first"}
+	first, err := seqs[0].publish(ctx, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg.Content = "different content"
+	retry, err := seqs[1].publish(ctx, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !retry.Duplicate || retry.Seq != first.Seq || retry.MessageID != first.MessageID {
+		t.Fatalf("retry = %+v, want duplicate of %+v", retry, first)
+	}
+	next, err := seqs[0].publish(ctx, schema.Message{ConversationID: "dtest", SenderID: "u1", RecipientID: "u2", ClientMessageID: "c2", Content: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Seq != first.Seq+1 || next.Duplicate {
+		t.Fatalf("next = %+v, want seq %d", next, first.Seq+1)
+	}
+}
