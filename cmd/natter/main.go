@@ -19,6 +19,7 @@ const usage = `natter: a messaging backend on NATS JetStream.
 Usage:
   natter serve [flags]      run a node (embedded NATS and store by default)
   natter bench SCENARIO     load-test a node (natter bench -h)
+  natter status             streams and consumer lag of a node started with --nats-listen
   natter help               this text
 
 Every serve flag can also be set as NATTER_<FLAG> (e.g. NATTER_HTTP) or in a
@@ -44,6 +45,8 @@ func run(args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "status":
+		return status(ctx, args[1:], os.Stdout)
 	case "bench":
 		return bench.Main(ctx, args[1:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
