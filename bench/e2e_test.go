@@ -1,0 +1,38 @@
+package bench
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEndToEnd builds the real natter and runs a short pairs bench against
+// it with --spawn: it checks that the bench ran and counted correctly, not
+// how fast the server is. It is skipped while natter does not build.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds natter and spawns it")
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == "/dev/null" {
+		t.Skipf("no module root (go env GOMOD: %q, %v)", gomod, err)
+	}
+	bin := filepath.Join(t.TempDir(), "natter")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/natter")
+	build.Dir = filepath.Dir(gomod)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("natter does not build yet: %v\n%s", err, out)
+	}
+	r, err := runBench(t, "pairs", "--spawn", "--natter-bin", bin,
+		"--pairs", "5", "--rate", "20", "--warmup", "500ms", "--duration", "2s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 20/s for 2.5 s is 50 sends per sender, 10 of them in the warmup.
+	checkClean(t, r, 5*40)
+	if r.Server == nil || r.Server.PID <= 0 {
+		t.Errorf("server stats = %+v, want the spawned natter's", r.Server)
+	}
+}

@@ -1,0 +1,142 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// defaultHeartbeat is the client ping interval when synced names none.
+const defaultHeartbeat = 25 * time.Second
+
+// runIdle is the idle scenario: --conns connections that only keep
+// themselves alive, held for --duration; it reports the server's RSS per
+// connection and its CPU at idle.
+func runIdle(ctx context.Context, e *env) (*Report, error) {
+	cfg := e.cfg
+	n, na := cfg.Conns, accountsFor(cfg)
+	r := e.newReport("idle", map[string]any{"conns": n, "accounts": na, "source_ips": cfg.SourceIPs})
+	accts, err := e.newAccounts(ctx, na)
+	if err != nil {
+		return nil, err
+	}
+	server := e.watchServer()
+	before, haveBefore := server.settle(ctx, 10*time.Second)
+
+	var pongs, opened, failed atomic.Int64
+	var heartbeatMS atomic.Int64
+	handler := func(f *inbound, _ time.Time) {
+		switch f.Type {
+		case "pong":
+			pongs.Add(1)
+		case "error":
+			e.errs.Note(f.Code, f.Message)
+		}
+	}
+	conns := make([]*Conn, n)
+	defer closeAll(conns)
+	stop := e.progress(ctx, func(elapsed time.Duration) string {
+		o := opened.Load()
+		return fmt.Sprintf("idle connecting %d/%d  failed %d  %.0f/s", o, n, failed.Load(), float64(o)/elapsed.Seconds())
+	})
+	err = forEach(ctx, n, cfg.Concurrency, func(ctx context.Context, i int) error {
+		c, err := e.dial.Dial(ctx, accts[i%na].Token, "", handler)
+		if err != nil {
+			failed.Add(1)
+			return ctx.Err() // a refused connection is counted, not fatal
+		}
+		sy, _, err := c.WaitSynced(ctx)
+		if err != nil {
+			c.Close()
+			failed.Add(1)
+			return ctx.Err()
+		}
+		heartbeatMS.Store(sy.HeartbeatMS)
+		conns[i] = c
+		opened.Add(1)
+		return nil
+	})
+	stop()
+	if err != nil {
+		return nil, err
+	}
+	if opened.Load() == 0 {
+		return nil, fmt.Errorf("%w (errors: %v)", errNoConnection, e.errs.Snapshot())
+	}
+	var live []*Conn
+	for _, c := range conns {
+		if c != nil {
+			live = append(live, c)
+		}
+	}
+
+	// Hold: every connection pings once per heartbeat, the pings of all
+	// of them spread evenly over the interval.
+	hb := time.Duration(heartbeatMS.Load()) * time.Millisecond
+	if hb <= 0 {
+		hb = defaultHeartbeat
+	}
+	server.restart()
+	self := e.watchSelf()
+	var pings atomic.Int64
+	dropped := func() (d int64) {
+		for _, c := range live {
+			select {
+			case <-c.Done():
+				d++
+			default:
+			}
+		}
+		return d
+	}
+	prev, _ := server.now()
+	stop = e.progress(ctx, func(elapsed time.Duration) string {
+		return fmt.Sprintf("idle %3.0fs  conns %d  dropped %d  pings %d  pongs %d", elapsed.Seconds(), len(live), dropped(), pings.Load(), pongs.Load()) +
+			serverProgress(server, &prev)
+	})
+	start := time.Now()
+	sched := NewSchedule(start.Add(hb/time.Duration(2*len(live))), float64(len(live))/hb.Seconds(), cfg.Duration)
+	err = sched.Run(ctx, realClock{}, func(_ context.Context, i int, _ time.Time) error {
+		if live[i%len(live)].TrySend(pingFrame) {
+			pings.Add(1)
+		}
+		return nil
+	})
+	if err == nil {
+		err = realClock{}.SleepUntil(ctx, start.Add(cfg.Duration))
+	}
+	stop()
+	if err != nil {
+		return nil, err
+	}
+	r.Seconds = time.Since(start).Seconds()
+	r.Server, r.Bench = server.stats(), self.stats()
+	r.Connections = &Connections{
+		Requested: n,
+		Opened:    opened.Load(),
+		Failed:    failed.Load(),
+		Dropped:   dropped(),
+		Pings:     pings.Load(),
+		Pongs:     pongs.Load(),
+	}
+	if r.Server != nil && haveBefore {
+		r.Connections.ServerRSSBefore = before.RSS
+		if grown := r.Server.RSSBytes - before.RSS; grown > 0 {
+			r.Connections.ServerRSSPerConn = float64(grown) / float64(len(live))
+		}
+	}
+	r.Errors = e.errs.Snapshot()
+	return r, nil
+}
+
+// accountsFor is how many accounts the connections of idle and churn share.
+func accountsFor(cfg Config) int {
+	if cfg.Accounts == 0 || cfg.Accounts > cfg.Conns {
+		return cfg.Conns
+	}
+	return cfg.Accounts
+}
+
+var errNoConnection = errors.New("no connection opened")
