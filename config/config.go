@@ -171,6 +171,9 @@ func (c Server) Validate() error {
 	check(c.ConvRetention >= time.Minute, "--conv-retention must be at least 1m")
 	check(c.StreamMaxBytes == -1 || c.StreamMaxBytes >= 1<<20, "--stream-max-bytes must be -1 or at least 1 MiB")
 	check(c.DuplicateWindow >= 100*time.Millisecond, "--duplicate-window must be at least 100ms")
+	// JetStream refuses a dedupe window longer than the stream's max age.
+	check(c.DuplicateWindow <= c.ConvRetention && c.DuplicateWindow <= c.InboxRetention,
+		"--duplicate-window must not exceed --conv-retention or --inbox-retention")
 	check(c.AccessTokenTTL >= time.Second, "--access-token-ttl must be at least 1s")
 	check(c.ReadLimit >= 1<<16+1024, "--read-limit must leave room for a 64 KiB message")
 	check(c.Heartbeat >= 100*time.Millisecond, "--heartbeat must be at least 100ms")

@@ -28,7 +28,8 @@ func DecodeJSON(raw []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return BadRequest("malformed JSON: %v", err)
 	}
-	if dec.More() {
+	// More() misses a stray '}' or ']', so look at what is left directly.
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
 		return BadRequest("malformed JSON: data after the object")
 	}
 	return nil

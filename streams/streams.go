@@ -8,6 +8,7 @@
 //	natter.inbox.<user_id>.m            INBOX  message and deleted events for a user
 //	natter.inbox.<user_id>.r            INBOX  receipt events for a user
 //	natter.dlq.<consumer>               DEADLETTER  what a consumer gave up on
+//	natter.deliver.<user_id>.<kind>     (core)  INBOX republishes every stored event here
 //
 // Each inbox sub-subject has exactly one writer (fanout for .m, receipts
 // for .r) that publishes in CONV order; that is what makes redelivery
@@ -43,6 +44,7 @@ const (
 	convRcptPrefix = "natter.conv.rcpt."
 	convDelPrefix  = "natter.conv.del."
 	inboxPrefix    = "natter.inbox."
+	deliverPrefix  = "natter.deliver."
 	dlqPrefix      = "natter.dlq."
 )
 
@@ -82,6 +84,12 @@ func InboxSubject(userID, kind string) string { return inboxPrefix + userID + ".
 
 // InboxFilter matches every event of a user's inbox.
 func InboxFilter(userID string) string { return inboxPrefix + userID + ".>" }
+
+// DeliverFilter matches the republished copies of a user's inbox events:
+// what a connected device listens to. Each copy carries Nats-Sequence (its
+// cursor) and Nats-Last-Sequence (the previous event on the same inbox
+// subject), which is enough to detect a missed event.
+func DeliverFilter(userID string) string { return deliverPrefix + userID + ".>" }
 
 // DeadLetterSubject is where a consumer puts what it gave up on.
 func DeadLetterSubject(consumer string) string { return dlqPrefix + consumer }
@@ -162,6 +170,11 @@ func Inbox(l Limits) jetstream.StreamConfig {
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
 		Duplicates:  l.DuplicateWindow,
+		// Devices read their replay with batched direct gets and their
+		// live events from the republished copies: a connection costs a
+		// core subscription, not a consumer.
+		AllowDirect: true,
+		RePublish:   &jetstream.RePublish{Source: inboxPrefix + ">", Destination: deliverPrefix + ">"},
 	}
 }
 

@@ -56,6 +56,11 @@ func CheckPassword(hash, password string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("argon2id key: %w", err)
 	}
+	// Bounds keep a corrupt or hostile stored hash from panicking argon2
+	// or asking it for terabytes and hours.
+	if t < 1 || t > 16 || p < 1 || m < 8*uint32(p) || m > 1<<20 || len(salt) < 8 || len(want) < 16 || len(want) > 64 {
+		return false, errors.New("argon2id parameters out of range")
+	}
 	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
