@@ -100,7 +100,7 @@ func Default() Server {
 		AccessTokenTTL:  time.Hour,
 		ReadLimit:       1 << 20,
 		Heartbeat:       25 * time.Second,
-		SendQueue:       1024,
+		SendQueue:       64,
 		MaxDeliver:      8,
 		MaxAckPending:   10000,
 		LogLevel:        "info",

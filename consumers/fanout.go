@@ -52,7 +52,7 @@ func (f *Fanout) Run(ctx context.Context) error {
 func (f *Fanout) events(ctx context.Context, r *runner, batch []jetstream.Msg) ([]inboxEvent, error) {
 	var evs []inboxEvent
 	for _, m := range batch {
-		src, redelivered, err := sourceOf(m)
+		src, redelivered, err := r.source(m)
 		if err != nil {
 			r.deadLetter(ctx, m, err, 1)
 			continue

@@ -93,13 +93,3 @@ func (w *inboxWriter) lastSource(ctx context.Context, subject string) (uint64, e
 	n, _ := strconv.ParseUint(m.Header.Get(streams.HeaderSource), 10, 64)
 	return n, nil
 }
-
-// sourceOf returns a CONV event's stream sequence and whether it was
-// delivered before.
-func sourceOf(m jetstream.Msg) (uint64, bool, error) {
-	md, err := m.Metadata()
-	if err != nil {
-		return 0, false, fmt.Errorf("%w: no metadata: %v", errPoison, err)
-	}
-	return md.Sequence.Stream, md.NumDelivered > 1, nil
-}

@@ -56,7 +56,7 @@ func (c *Receipts) handle(ctx context.Context, r *runner, w *inboxWriter, batch 
 	changed := map[readerKey]bool{}
 	var evs []inboxEvent
 	for _, m := range batch {
-		src, redelivered, err := sourceOf(m)
+		src, redelivered, err := r.source(m)
 		if err != nil {
 			r.deadLetter(ctx, m, err, 1)
 			continue

@@ -28,7 +28,12 @@ type Options struct {
 	BatchSize int
 	// MaxDeliver is how many tries an event gets before it is dead-lettered.
 	MaxDeliver int
-	Logger     *slog.Logger
+	// ResetOnStart redelivers at once what a previous process had in
+	// flight (instead of after the ack wait). Only for the single process
+	// that runs this consumer: a node restarted after kill -9 then serves
+	// reads without waiting out the ack wait.
+	ResetOnStart bool
+	Logger       *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -60,6 +65,9 @@ type runner struct {
 	cons jetstream.Consumer
 	opts Options
 	log  *slog.Logger
+	// deliveredBefore is the last CONV sequence delivered before this
+	// process started: anything up to it may have had its effect already.
+	deliveredBefore uint64
 }
 
 func newRunner(ctx context.Context, js jetstream.JetStream, name string, opts Options) (*runner, error) {
@@ -68,7 +76,25 @@ func newRunner(ctx context.Context, js jetstream.JetStream, name string, opts Op
 		return nil, fmt.Errorf("open consumer %s: %w", name, err)
 	}
 	opts = opts.withDefaults()
-	return &runner{name: name, js: js, cons: cons, opts: opts, log: opts.Logger.With("consumer", name)}, nil
+	r := &runner{name: name, js: js, cons: cons, opts: opts, log: opts.Logger.With("consumer", name),
+		deliveredBefore: cons.CachedInfo().Delivered.Stream}
+	if info := cons.CachedInfo(); opts.ResetOnStart && info.NumAckPending > 0 {
+		if _, err := js.ResetConsumer(ctx, streams.StreamConv, name); err != nil {
+			return nil, fmt.Errorf("reset consumer %s to its ack floor: %w", name, err)
+		}
+		r.log.Info("redelivering what the previous process had in flight", "events", info.NumAckPending, "from", info.AckFloor.Stream+1)
+	}
+	return r, nil
+}
+
+// source returns a CONV event's stream sequence and whether it may have
+// been handled before (redelivered, or delivered before this process).
+func (r *runner) source(m jetstream.Msg) (uint64, bool, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: no metadata: %v", errPoison, err)
+	}
+	return md.Sequence.Stream, md.NumDelivered > 1 || md.Sequence.Stream <= r.deliveredBefore, nil
 }
 
 // run feeds batches to handle until ctx ends. Events arrive through

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/streams"
@@ -72,8 +70,9 @@ func withCursor(data []byte, seq uint64) []byte {
 var messageTypePrefix = []byte(`{"type":"message"`)
 
 // redact drops the content of a replayed message that has since been
-// deleted for everyone: a replay never carries deleted content.
-func (g *Gateway) redact(ctx context.Context, data []byte) []byte {
+// deleted, for everyone or for this viewer: a replay never carries
+// deleted content.
+func (g *Gateway) redact(ctx context.Context, viewer string, data []byte) []byte {
 	if !bytes.HasPrefix(data, messageTypePrefix) {
 		return data
 	}
@@ -81,8 +80,9 @@ func (g *Gateway) redact(ctx context.Context, data []byte) []byte {
 	if json.Unmarshal(data, &ev) != nil {
 		return data
 	}
-	m, err := g.st.Message(ctx, ev.ConversationID, ev.Seq)
-	if err != nil || !m.Deleted {
+	// The history entry just at seq, as this viewer sees it.
+	h, err := g.st.History(ctx, ev.ConversationID, viewer, ev.Seq+1, 1)
+	if err != nil || len(h) == 0 || h[0].Seq != ev.Seq || !h[0].Deleted {
 		return data
 	}
 	ev.Content = ""
@@ -147,45 +147,35 @@ func (g *Gateway) handleEvents(w http.ResponseWriter, r *http.Request) error {
 // waiting up to timeout for the first one. It subscribes before its last
 // look so an event stored in between wakes it.
 func (g *Gateway) readInbox(ctx context.Context, user string, from uint64, timeout time.Duration) ([][]byte, uint64, error) {
-	events, last, err := g.scanInbox(ctx, user, from)
+	read := func() ([][]byte, uint64, error) {
+		var events [][]byte
+		last, err := g.scanInbox(ctx, user, from, 0, maxPollEvents, func(seq uint64, data []byte) error {
+			events = append(events, withCursor(g.redact(ctx, user, data), seq))
+			return nil
+		})
+		return events, last, err
+	}
+	events, last, err := read()
 	if err != nil || len(events) > 0 || timeout == 0 {
 		return events, last, err
 	}
 	wake := make(chan *nats.Msg, 1)
-	sub, err := g.nc.ChanSubscribe(streams.InboxFilter(user), wake)
+	sub, err := g.nc.ChanSubscribe(streams.DeliverFilter(user), wake)
 	if err != nil {
 		return nil, from, fmt.Errorf("%w: subscribe: %v", schema.ErrUnavailable, err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if events, last, err = g.scanInbox(ctx, user, from); err != nil || len(events) > 0 {
+	if events, last, err = read(); err != nil || len(events) > 0 {
 		return events, last, err
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-wake:
-		return g.scanInbox(ctx, user, from)
+		return read()
 	case <-t.C:
 		return nil, from, nil
 	case <-ctx.Done():
 		return nil, from, ctx.Err()
 	}
-}
-
-// scanInbox reads the user's events after from, oldest first.
-func (g *Gateway) scanInbox(ctx context.Context, user string, from uint64) ([][]byte, uint64, error) {
-	var events [][]byte
-	last := from
-	for len(events) < maxPollEvents {
-		m, err := g.inbox.GetMsg(ctx, last+1, jetstream.WithGetMsgSubject(streams.InboxFilter(user)))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return nil, from, fmt.Errorf("%w: read inbox: %v", schema.ErrUnavailable, err)
-		}
-		events = append(events, withCursor(g.redact(ctx, m.Data), m.Sequence))
-		last = m.Sequence
-	}
-	return events, last, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -81,10 +82,16 @@ type Gateway struct {
 	lastSeen map[string]int64 // user id -> when their last session closed
 	closed   bool
 
+	// natsGen counts reconnections to NATS: core messages may have been
+	// lost in between, so live sessions re-read from the stream.
+	natsGen atomic.Uint64
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
+
+func (g *Gateway) natsGeneration() uint64 { return g.natsGen.Load() }
 
 // New returns a gateway over a JetStream connection whose streams exist.
 func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.Signer) (*Gateway, error) {
@@ -114,6 +121,7 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 		lastSeen:  map[string]int64{},
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
+	nc.SetReconnectHandler(func(*nats.Conn) { g.natsGen.Add(1) })
 	g.seq = newSequencer(js, conv, st)
 	if g.revoke, err = newRevocations(ctx, js); err != nil {
 		return nil, err

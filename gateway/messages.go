@@ -134,26 +134,44 @@ func (g *Gateway) persisted(ctx context.Context) error {
 	return nil
 }
 
-// setStatus publishes a delivered/read status for the caller and returns
-// the CONV sequence it got.
-func (g *Gateway) setStatus(ctx context.Context, c auth.Claims, messageID, status string) (store.Message, uint64, error) {
+// setStatus publishes a delivered/read status for the caller.
+func (g *Gateway) setStatus(ctx context.Context, c auth.Claims, messageID, status string) (store.Message, error) {
 	if err := schema.ValidateStatus(status); err != nil {
-		return store.Message{}, 0, err
+		return store.Message{}, err
 	}
 	m, err := g.visibleMessage(ctx, c.UserID, messageID)
 	if err != nil {
-		return store.Message{}, 0, err
+		return store.Message{}, err
 	}
 	if m.SenderID == c.UserID {
-		return store.Message{}, 0, schema.Errorf(http.StatusForbidden, schema.CodeForbidden, "only a recipient may set a message's status")
+		return store.Message{}, schema.Errorf(http.StatusForbidden, schema.CodeForbidden, "only a recipient may set a message's status")
 	}
 	data, _ := json.Marshal(streams.Receipt{ConversationID: m.ConversationID, UserID: c.UserID, DeviceID: c.DeviceID,
 		Seq: m.Seq, Status: status, TS: time.Now().UnixMilli()})
-	ack, err := g.js.Publish(ctx, streams.ReceiptSubject(m.ConversationID), data)
-	if err != nil {
-		return store.Message{}, 0, fmt.Errorf("%w: publish status: %v", schema.ErrUnavailable, err)
+	if _, err := g.js.Publish(ctx, streams.ReceiptSubject(m.ConversationID), data); err != nil {
+		return store.Message{}, fmt.Errorf("%w: publish status: %v", schema.ErrUnavailable, err)
 	}
-	return m, ack.Sequence, nil
+	return m, nil
+}
+
+// awaitReceipt waits until the reader's state covers seq for status.
+func (g *Gateway) awaitReceipt(ctx context.Context, conv, reader, status string, seq int64) (store.ReceiptState, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for {
+		st, err := g.st.ReceiptState(ctx, conv, reader)
+		if err != nil {
+			return st, err
+		}
+		if st.ReadSeq >= seq || status == schema.StatusDelivered && st.DeliveredSeq >= seq {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("%w: status not applied yet: %v", schema.ErrUnavailable, ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }
 
 func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) error {
@@ -165,17 +183,13 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c := caller(r)
-	m, at, err := g.setStatus(r.Context(), c, r.PathValue("message_id"), body.Status)
+	m, err := g.setStatus(r.Context(), c, r.PathValue("message_id"), body.Status)
 	if err != nil {
 		return err
 	}
-	// Answer with the state after this status was applied.
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	if err := g.wm.Wait(ctx, at, streams.ConsumerReceipts); err != nil {
-		return fmt.Errorf("%w: %v", schema.ErrUnavailable, err)
-	}
-	st, err := g.st.ReceiptState(r.Context(), m.ConversationID, c.UserID)
+	// Answer with the state after this status was applied: the receipts
+	// consumer moves the reader's state to at least this seq.
+	st, err := g.awaitReceipt(r.Context(), m.ConversationID, c.UserID, body.Status, m.Seq)
 	if err != nil {
 		return err
 	}

@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natter-chat/natter/gateway/auth"
 	"github.com/natter-chat/natter/schema"
@@ -84,49 +84,64 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade answered the client
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
-		g: g, conn: conn, claims: claims,
-		out:  make(chan []byte, g.cfg.SendQueue),
-		live: make(chan *nats.Msg, 64),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+		g: g, conn: conn, claims: claims, cancel: cancel,
+		out:    make(chan []byte, g.cfg.SendQueue),
+		events: make(chan *nats.Msg, eventBuffer),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
+	defer close(s.done)
 	if !g.addSession(s) {
-		s.closeCode, s.closeText = closeGoingAway, "server shutting down"
-		close(s.quit)
-		s.writeLoop()
-		close(s.done)
+		s.close(closeGoingAway, "server shutting down: reconnect")
+		s.writeClose()
+		_ = conn.Close()
 		return
 	}
-	s.run(r.Context(), r.URL.Query())
+	defer g.removeSession(s)
+	s.run(ctx, r.URL.Query().Get("cursor"))
 }
 
+// eventBuffer is how many live events a connection holds while its
+// writer is busy; past it NATS drops them and the writer re-reads the
+// gap from the stream.
+const eventBuffer = 256
+
 // session is one WebSocket connection of one device. The handler
-// goroutine reads, writeLoop writes; close may be called from anywhere
-// and more than once.
+// goroutine reads frames; the writer goroutine owns the socket's write
+// side: it replays, sends synced, then writes live events and answers.
+// close may be called from anywhere and more than once.
 type session struct {
 	g      *Gateway
 	conn   *websocket.Conn
 	claims auth.Claims
+	cancel context.CancelFunc
 
-	out  chan []byte    // frames to write; full means the client is too slow
-	live chan *nats.Msg // ephemeral events (typing)
+	out    chan []byte    // answers (ack, error, pong); full means the client is too slow
+	events chan *nats.Msg // republished inbox events and ephemeral events
 
 	closeOnce sync.Once
 	closeCode int
 	closeText string
 	quit      chan struct{}
-	done      chan struct{}
+	done      chan struct{} // closed when the session is over
+
+	// Owned by the writer: what it has seen of the live subscription.
+	inboxSub   *nats.Subscription
+	dropped    int
+	generation uint64
 }
 
 func (s *session) close(code int, text string) {
 	s.closeOnce.Do(func() {
 		s.closeCode, s.closeText = code, text
 		close(s.quit)
+		s.cancel()
 	})
 }
 
-// enqueue queues a frame without blocking; a client that lets its queue
+// enqueue queues an answer without blocking; a client that lets its queue
 // fill is disconnected and resumes with its cursor.
 func (s *session) enqueue(frame []byte) {
 	select {
@@ -142,101 +157,33 @@ func (s *session) enqueueJSON(v any) {
 	s.enqueue(b)
 }
 
-func (s *session) run(ctx context.Context, q url.Values) {
-	defer func() {
-		s.g.removeSession(s)
-		close(s.done)
-	}()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		s.writeLoop()
-	}()
-	defer func() { <-writerDone }()
-
+func (s *session) run(ctx context.Context, cursor string) {
+	defer s.cancel()
+	// Subscribe before the sync point, so no event falls between the
+	// replay and the first live event; overlaps are skipped by cursor.
+	for _, subj := range []string{streams.DeliverFilter(s.claims.UserID), liveSubject(s.claims.UserID)} {
+		sub, err := s.g.nc.ChanSubscribe(subj, s.events)
+		if err != nil {
+			s.close(closeGoingAway, "unavailable")
+			break
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+		if subj != liveSubject(s.claims.UserID) {
+			s.inboxSub = sub
+		}
+	}
 	expiry := time.AfterFunc(time.Until(s.claims.Expires), func() {
 		s.close(closeTokenExpired, "access token expired: refresh, then reconnect")
 	})
 	defer expiry.Stop()
 
-	sub, err := s.g.nc.ChanSubscribe(liveSubject(s.claims.UserID), s.live)
-	if err == nil {
-		defer func() { _ = sub.Unsubscribe() }()
-	}
-	stop, err := s.startEvents(ctx, q.Get("cursor"))
-	if err != nil {
-		s.enqueueJSON(schema.NewErrorFrame(err, ""))
-		code := closePolicy
-		switch {
-		case errors.Is(err, errCursorExpired):
-			code = closeCursorExpired
-		case errors.Is(err, schema.ErrUnavailable):
-			code = closeGoingAway
-		}
-		s.close(code, schema.AsError(err).Code)
-		return
-	}
-	defer stop()
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.writeLoop(ctx, cursor)
+	}()
 	s.readLoop(ctx)
-}
-
-// startEvents delivers the device's events: replay after the cursor, then
-// synced, then live, all from one ordered consumer on the user's inbox.
-func (s *session) startEvents(ctx context.Context, cursor string) (stop func(), err error) {
-	pos, err := s.g.syncPoint(ctx)
-	if err != nil {
-		return nil, err
-	}
-	from := pos
-	replay := false
-	if cursor != "" {
-		if from, err = s.g.checkCursor(ctx, cursor); err != nil {
-			return nil, err
-		}
-		m, err := s.g.inbox.GetMsg(ctx, from+1, jetstream.WithGetMsgSubject(streams.InboxFilter(s.claims.UserID)))
-		switch {
-		case err == nil:
-			replay = m.Sequence <= pos
-		case !errors.Is(err, jetstream.ErrMsgNotFound):
-			return nil, errors.Join(schema.ErrUnavailable, err)
-		}
-	}
-	synced := func(c uint64) {
-		s.enqueueJSON(schema.Synced{Type: schema.TypeSynced, Cursor: formatCursor(c), HeartbeatMS: s.g.cfg.Heartbeat.Milliseconds()})
-	}
-	if !replay {
-		synced(pos)
-		from = max(from, pos)
-	}
-	cons, err := s.g.js.OrderedConsumer(ctx, streams.StreamInbox, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{streams.InboxFilter(s.claims.UserID)},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    from + 1,
-	})
-	if err != nil {
-		return nil, errors.Join(schema.ErrUnavailable, err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		md, err := m.Metadata()
-		if err != nil {
-			return
-		}
-		data := m.Data()
-		if replay {
-			data = s.g.redact(ctx, data)
-		}
-		s.enqueue(withCursor(data, md.Sequence.Stream))
-		if replay && (md.NumPending == 0 || md.Sequence.Stream >= pos) {
-			replay = false
-			synced(md.Sequence.Stream)
-		}
-	})
-	if err != nil {
-		return nil, errors.Join(schema.ErrUnavailable, err)
-	}
-	return cc.Stop, nil
+	<-writerDone
 }
 
 func (s *session) readLoop(ctx context.Context) {
@@ -292,7 +239,7 @@ func (s *session) handleFrame(ctx context.Context, raw []byte) {
 		ack.Type, ack.Ref = schema.TypeAck, f.Ref
 		s.enqueueJSON(ack)
 	case schema.TypeReceipt:
-		if _, _, err := s.g.setStatus(ctx, s.claims, f.MessageID, f.Status); err != nil {
+		if _, err := s.g.setStatus(ctx, s.claims, f.MessageID, f.Status); err != nil {
 			s.enqueueJSON(schema.NewErrorFrame(err, f.Ref))
 		}
 	case schema.TypeTyping:
@@ -313,47 +260,139 @@ func (s *session) handleFrame(ctx context.Context, raw []byte) {
 	}
 }
 
-func (s *session) writeLoop() {
+// writeLoop owns the write side of the socket until the session closes.
+func (s *session) writeLoop(ctx context.Context, cursor string) {
+	defer s.conn.Close()
+	c, err := s.replay(ctx, cursor)
+	if err != nil {
+		if ctx.Err() == nil {
+			_ = s.write(mustJSON(schema.NewErrorFrame(err, "")))
+			code := closePolicy
+			switch {
+			case errors.Is(err, errCursorExpired):
+				code = closeCursorExpired
+			case errors.Is(err, schema.ErrUnavailable):
+				code = closeGoingAway
+			}
+			s.close(code, schema.AsError(err).Code)
+		}
+		s.writeClose()
+		return
+	}
 	ping := time.NewTicker(s.g.cfg.Heartbeat)
 	defer ping.Stop()
-	defer s.conn.Close()
-	write := func(kind int, b []byte) bool {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := s.conn.WriteMessage(kind, b); err != nil {
-			s.close(closeNormal, "")
-			return false
-		}
-		return true
-	}
 	for {
+		var err error
 		select {
 		case f := <-s.out:
-			if !write(websocket.TextMessage, f) {
-				return
-			}
-		case m := <-s.live:
-			if !write(websocket.TextMessage, m.Data) {
-				return
-			}
+			err = s.write(f)
+		case m := <-s.events:
+			c, err = s.live(ctx, m, c)
 		case <-ping.C:
-			_ = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(10*time.Second))
+			err = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout))
 		case <-s.quit:
-			// Flush what is queued (an error frame before a close), then close.
-			for {
-				select {
-				case f := <-s.out:
-					if !write(websocket.TextMessage, f) {
-						return
-					}
-					continue
-				default:
-				}
-				break
-			}
-			_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(s.closeCode, s.closeText), time.Now().Add(time.Second))
+			s.flush()
+			s.writeClose()
+			return
+		}
+		if err != nil {
+			s.close(closeTooSlow, "write failed: reconnect with your cursor")
+			s.writeClose()
 			return
 		}
 	}
+}
+
+// writeTimeout bounds one write; a client that does not read for that
+// long is disconnected.
+const writeTimeout = 10 * time.Second
+
+func (s *session) write(frame []byte) error {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return s.conn.WriteMessage(websocket.TextMessage, frame)
+}
+
+// flush writes the answers still queued (an error frame before a close).
+func (s *session) flush() {
+	for {
+		select {
+		case f := <-s.out:
+			if s.write(f) != nil {
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (s *session) writeClose() {
+	_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(s.closeCode, s.closeText), time.Now().Add(time.Second))
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// replay implements connect: wait for the sync point, send every event
+// after the cursor (none without one), then synced. It returns the
+// position the live stream continues from.
+func (s *session) replay(ctx context.Context, cursor string) (uint64, error) {
+	pos, err := s.g.syncPoint(ctx)
+	if err != nil {
+		return 0, err
+	}
+	synced := pos
+	if cursor != "" {
+		from, err := s.g.checkCursor(ctx, cursor)
+		if err != nil {
+			return 0, err
+		}
+		last, err := s.sendRange(ctx, from, pos, true)
+		if err != nil {
+			return 0, err
+		}
+		if last > from {
+			synced = last // the last event sent
+		}
+	}
+	if err := s.write(mustJSON(schema.Synced{Type: schema.TypeSynced, Cursor: formatCursor(synced), HeartbeatMS: s.g.cfg.Heartbeat.Milliseconds()})); err != nil {
+		return 0, err
+	}
+	return pos, nil
+}
+
+// sendRange writes the user's events in (after, upTo] from the stream
+// (upTo 0: to the newest) and returns the last cursor sent.
+func (s *session) sendRange(ctx context.Context, after, upTo uint64, redact bool) (uint64, error) {
+	return s.g.scanInbox(ctx, s.claims.UserID, after, upTo, 0, func(seq uint64, data []byte) error {
+		if redact {
+			data = s.g.redact(ctx, s.claims.UserID, data)
+		}
+		return s.write(withCursor(data, seq))
+	})
+}
+
+// live writes one republished event (or an ephemeral one) given that
+// everything up to cursor c was sent, and returns the new c. A missed
+// event (a dropped copy, a reconnect to NATS) is read from the stream, so
+// the device still gets every event once, in order.
+func (s *session) live(ctx context.Context, m *nats.Msg, c uint64) (uint64, error) {
+	seqHdr := m.Header.Get(nats.JSSequence)
+	if seqHdr == "" {
+		return c, s.write(m.Data) // typing: ephemeral, no cursor
+	}
+	n, err := strconv.ParseUint(seqHdr, 10, 64)
+	if err != nil || n <= c {
+		return c, nil // replayed already
+	}
+	prev, _ := strconv.ParseUint(m.Header.Get(nats.JSLastSequence), 10, 64)
+	if dropped, _ := s.inboxSub.Dropped(); prev > c || dropped > s.dropped || s.g.natsGeneration() != s.generation {
+		s.dropped, s.generation = dropped, s.g.natsGeneration()
+		return s.sendRange(ctx, c, 0, false)
+	}
+	return n, s.write(withCursor(m.Data, n))
 }
 
 // Ephemeral events travel on core NATS, never stored.

@@ -76,14 +76,11 @@ func (w *Watermark) Wait(ctx context.Context, seq uint64, consumers ...string) e
 	return nil
 }
 
-// handled reports whether every event up to seq the consumer will see has
-// been acknowledged. The ack floor alone answers for unfiltered
-// consumers; a filtered one may have nothing left at all.
+// handled reports whether every event up to seq has been acknowledged.
+// It is exact for consumers that read the whole stream (persist, fanout):
+// a filtered consumer's pending counts can lag a just-stored message.
 func handled(info *jetstream.ConsumerInfo, seq uint64) bool {
-	if info.AckFloor.Stream >= seq {
-		return true
-	}
-	return info.NumAckPending == 0 && (info.NumPending == 0 || info.Delivered.Stream >= seq)
+	return info.AckFloor.Stream >= seq || info.NumAckPending == 0 && info.Delivered.Stream >= seq
 }
 
 // info returns consumer info fetched after since, joining a request in

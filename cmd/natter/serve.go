@@ -98,7 +98,9 @@ func serve(ctx context.Context, args []string) error {
 	consumersCtx, stopConsumers := context.WithCancel(context.Background())
 	defer stopConsumers()
 	var wg sync.WaitGroup
-	copts := consumers.Options{MaxDeliver: cfg.MaxDeliver, Logger: log}
+	// This process is the only one consuming, so it may take back at once
+	// what a killed predecessor left in flight.
+	copts := consumers.Options{MaxDeliver: cfg.MaxDeliver, ResetOnStart: true, Logger: log}
 	errs := make(chan error, 3)
 	for _, c := range []interface{ Run(context.Context) error }{
 		consumers.NewPersist(js, db, copts),
