@@ -266,6 +266,9 @@ func (g *Gateway) setBlock(w http.ResponseWriter, r *http.Request, block bool) e
 	if err != nil {
 		return err
 	}
+	if err := g.announceBlockChange(me, other); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"user_id": other, "blocked": block})
 	return nil
 }

@@ -72,6 +72,9 @@ type Gateway struct {
 	sendLimit *limiter
 	authLimit *limiter
 
+	users  *cache[struct{}]
+	blocks *cache[bool]
+
 	// ensured remembers direct conversations known to exist, so the hot
 	// path does not write to the store on every send.
 	ensured sync.Map
@@ -117,6 +120,8 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 		sendLimit: newLimiter(cfg.RateLimit, cfg.SendRate, cfg.SendBurst),
 		authLimit: newLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst),
 		sessions:  map[*session]struct{}{},
+		users:     newCache[struct{}](1 << 20),
+		blocks:    newCache[bool](1 << 20),
 		online:    map[string]int{},
 		lastSeen:  map[string]int64{},
 	}
@@ -126,6 +131,14 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 	if g.revoke, err = newRevocations(ctx, js); err != nil {
 		return nil, err
 	}
+	blockSub, err := g.watchBlockChanges()
+	if err != nil {
+		return nil, err
+	}
+	g.start(func(ctx context.Context) {
+		<-ctx.Done()
+		_ = blockSub.Unsubscribe()
+	})
 	g.start(func(ctx context.Context) { g.revoke.watch(ctx, g.closeDevice) })
 	g.start(g.sendLimit.sweep)
 	g.start(g.authLimit.sweep)

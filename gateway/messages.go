@@ -55,11 +55,11 @@ func (g *Gateway) direct(ctx context.Context, me, peer string) (string, error) {
 	if !schema.ValidUserID(peer) {
 		return "", schema.Errorf(http.StatusNotFound, schema.CodeNotFound, "user %q not found", peer)
 	}
-	if _, err := g.st.UserByID(ctx, peer); err != nil {
-		return "", fromStore(err, "user")
+	if err := g.userExists(ctx, peer); err != nil {
+		return "", err
 	}
 	if me != peer {
-		blocked, err := g.st.Blocked(ctx, me, peer)
+		blocked, err := g.blocked(ctx, me, peer)
 		if err != nil {
 			return "", err
 		}

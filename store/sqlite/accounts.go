@@ -29,7 +29,7 @@ func (db *DB) UserByUsername(ctx context.Context, username string) (store.User, 
 
 func (db *DB) user(ctx context.Context, what, query string, arg string) (store.User, error) {
 	var u store.User
-	err := db.r.QueryRowContext(ctx, query, arg).Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt, &u.LastSeenPrivacy)
+	err := db.queryRow(ctx, query, arg).Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt, &u.LastSeenPrivacy)
 	if err != nil {
 		return store.User{}, notFound(what, err)
 	}
@@ -65,7 +65,7 @@ func scanDevice(row interface{ Scan(...any) error }) (store.Device, error) {
 }
 
 func (db *DB) Device(ctx context.Context, id string) (store.Device, error) {
-	d, err := scanDevice(db.r.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = ?`, id))
+	d, err := scanDevice(db.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices WHERE id = ?`, id))
 	if err != nil {
 		return store.Device{}, notFound("device "+id, err)
 	}
@@ -73,7 +73,7 @@ func (db *DB) Device(ctx context.Context, id string) (store.Device, error) {
 }
 
 func (db *DB) Devices(ctx context.Context, userID string) ([]store.Device, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices
+	rows, err := db.query(ctx, `SELECT `+deviceColumns+` FROM devices
 		WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at, id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
@@ -156,7 +156,7 @@ func (db *DB) Unblock(ctx context.Context, blocker, blocked string) error {
 
 func (db *DB) Blocked(ctx context.Context, a, b string) (bool, error) {
 	var blocked bool
-	err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM blocks
+	err := db.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM blocks
 		WHERE (blocker = ?1 AND blocked = ?2) OR (blocker = ?2 AND blocked = ?1))`, a, b).Scan(&blocked)
 	if err != nil {
 		return false, fmt.Errorf("blocked: %w", err)

@@ -52,7 +52,7 @@ func checkDirect(ctx context.Context, tx *sql.Tx, id, a, b string) error {
 }
 
 func (db *DB) Participants(ctx context.Context, conversationID string) ([]string, error) {
-	ids, err := queryStrings(ctx, db.r, `SELECT user_id FROM participants WHERE conversation_id = ? ORDER BY user_id`, conversationID)
+	ids, err := queryStrings(ctx, cachedReads{db}, `SELECT user_id FROM participants WHERE conversation_id = ? ORDER BY user_id`, conversationID)
 	if err != nil {
 		return nil, fmt.Errorf("participants of %s: %w", conversationID, err)
 	}
@@ -65,7 +65,7 @@ func (db *DB) Participants(ctx context.Context, conversationID string) ([]string
 
 func (db *DB) SharesConversation(ctx context.Context, a, b string) (bool, error) {
 	var shares bool
-	err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM participants pa
+	err := db.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM participants pa
 		JOIN participants pb ON pb.conversation_id = pa.conversation_id AND pb.user_id = ?
 		WHERE pa.user_id = ?)`, b, a).Scan(&shares)
 	if err != nil {
@@ -130,7 +130,7 @@ func (db *DB) Conversations(ctx context.Context, userID string, after store.Conv
 }
 
 func (db *DB) summaries(ctx context.Context, query string, args ...any) ([]store.ConversationSummary, error) {
-	rows, err := db.r.QueryContext(ctx, query, args...)
+	rows, err := db.query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (db *DB) summaries(ctx context.Context, query string, args ...any) ([]store
 // ReceiptState is the zero state for a participant with no row.
 func (db *DB) ReceiptState(ctx context.Context, conversationID, userID string) (store.ReceiptState, error) {
 	var st store.ReceiptState
-	err := db.r.QueryRowContext(ctx, `SELECT delivered_seq, read_seq FROM participants
+	err := db.queryRow(ctx, `SELECT delivered_seq, read_seq FROM participants
 		WHERE conversation_id = ? AND user_id = ?`, conversationID, userID).Scan(&st.DeliveredSeq, &st.ReadSeq)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return store.ReceiptState{}, fmt.Errorf("receipt state: %w", err)
@@ -173,6 +173,13 @@ func (db *DB) AdvanceReceipt(ctx context.Context, conversationID, userID string,
 
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// cachedReads is a querier over the read pool's prepared statements.
+type cachedReads struct{ db *DB }
+
+func (c cachedReads) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return c.db.query(ctx, query, args...)
 }
 
 func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {

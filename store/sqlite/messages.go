@@ -91,7 +91,7 @@ func scanMessage(row interface{ Scan(...any) error }, extra ...any) (store.Messa
 }
 
 func (db *DB) MessageByClientID(ctx context.Context, senderID, clientMessageID string) (store.Message, error) {
-	m, err := scanMessage(db.r.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages
+	m, err := scanMessage(db.queryRow(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE sender_id = ? AND client_message_id = ? ORDER BY seq, conversation_id LIMIT 1`, senderID, clientMessageID))
 	if err != nil {
 		return store.Message{}, notFound("message by client id", err)
@@ -100,7 +100,7 @@ func (db *DB) MessageByClientID(ctx context.Context, senderID, clientMessageID s
 }
 
 func (db *DB) Message(ctx context.Context, conversationID string, seq int64) (store.Message, error) {
-	m, err := scanMessage(db.r.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages
+	m, err := scanMessage(db.queryRow(ctx, `SELECT `+messageColumns+` FROM messages
 		WHERE conversation_id = ? AND seq = ?`, conversationID, seq))
 	if err != nil {
 		return store.Message{}, notFound(fmt.Sprintf("message %s/%d", conversationID, seq), err)
@@ -112,7 +112,7 @@ func (db *DB) Message(ctx context.Context, conversationID string, seq int64) (st
 // is exact whatever order batches were saved in.
 func (db *DB) LastSeq(ctx context.Context, conversationID string) (int64, error) {
 	var seq int64
-	err := db.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?`, conversationID).Scan(&seq)
+	err := db.queryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?`, conversationID).Scan(&seq)
 	if err != nil {
 		return 0, fmt.Errorf("last seq of %s: %w", conversationID, err)
 	}
@@ -141,7 +141,7 @@ func (db *DB) History(ctx context.Context, conversationID, viewerID string, befo
 }
 
 func (db *DB) history(ctx context.Context, conversationID, viewerID string, beforeSeq int64, limit int) ([]store.HistoryEntry, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+messageColumns+`,
+	rows, err := db.query(ctx, `SELECT `+messageColumns+`,
 		EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = ? AND h.conversation_id = m.conversation_id AND h.seq = m.seq)
 		FROM messages m WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
 		viewerID, conversationID, beforeSeq, limit)
@@ -168,7 +168,7 @@ func (db *DB) history(ctx context.Context, conversationID, viewerID string, befo
 type receiptStates map[string]store.ReceiptState
 
 func (db *DB) receipts(ctx context.Context, conversationID string) (receiptStates, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT user_id, delivered_seq, read_seq FROM participants WHERE conversation_id = ?`, conversationID)
+	rows, err := db.query(ctx, `SELECT user_id, delivered_seq, read_seq FROM participants WHERE conversation_id = ?`, conversationID)
 	if err != nil {
 		return nil, err
 	}

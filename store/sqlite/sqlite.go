@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/url"
 	"runtime"
+	"sync"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -35,6 +36,11 @@ type Options struct {
 type DB struct {
 	w *sql.DB // the single writer connection
 	r *sql.DB // the read pool
+
+	// stmts caches prepared read statements by query text: the driver
+	// would otherwise parse every query on every call, which costs more
+	// than running the hot ones.
+	stmts sync.Map // string -> *sql.Stmt
 }
 
 var _ store.Store = (*DB)(nil)
@@ -105,6 +111,10 @@ func dsn(path string, pragmas ...string) string {
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	db.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
 	return errors.Join(db.w.Close(), db.r.Close())
 }
 
@@ -124,6 +134,39 @@ func (db *DB) write(ctx context.Context, what string, fn func(tx *sql.Tx) error)
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// queryRow runs a read through a cached prepared statement.
+func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := db.prepared(ctx, query)
+	if err != nil {
+		return db.r.QueryRowContext(ctx, query, args...) // reports the error
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// query runs a read through a cached prepared statement.
+func (db *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := db.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (db *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := db.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.r.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := db.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
 }
 
 // exec runs one statement on the writer and returns the rows it matched.
