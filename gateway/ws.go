@@ -92,21 +92,28 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	defer close(s.done)
 	if !g.addSession(s) {
 		s.close(closeGoingAway, "server shutting down: reconnect")
 		s.writeClose()
 		_ = conn.Close()
+		close(s.done)
 		return
 	}
-	defer g.removeSession(s)
-	s.run(ctx, r.URL.Query().Get("cursor"))
+	// The session runs on its own goroutine so this handler returns:
+	// net/http's per-connection buffers (6 KiB) are then freed instead of
+	// living as long as the socket.
+	cursor := r.URL.Query().Get("cursor")
+	go func() {
+		defer close(s.done)
+		defer g.removeSession(s)
+		s.run(ctx, cursor)
+	}()
 }
 
 // eventBuffer is how many live events a connection holds while its
 // writer is busy; past it NATS drops them and the writer re-reads the
 // gap from the stream.
-const eventBuffer = 256
+const eventBuffer = 64
 
 // session is one WebSocket connection of one device. The handler
 // goroutine reads frames; the writer goroutine owns the socket's write
