@@ -27,10 +27,11 @@ config file given with -config (lines of "flag value").
 `
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "natter:", err)
-		}
+	err := run(os.Args[1:])
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	default:
+		fmt.Fprintln(os.Stderr, "natter:", err)
 		os.Exit(1)
 	}
 }

@@ -28,15 +28,9 @@ import (
 // serve runs one node until ctx ends: embedded NATS, the store, the
 // consumers and the gateway, stopped in the reverse order.
 func serve(ctx context.Context, args []string) error {
-	cfg := config.Default()
-	fs := flag.NewFlagSet("natter serve", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	fs.String("config", "", "config file: one \"flag value\" per line")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("NATTER"), ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(ff.PlainParser)); err != nil {
+	cfg, err := parseServeFlags(args)
+	if err != nil {
 		return err
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid settings:\n%w", err)
 	}
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
@@ -150,6 +144,22 @@ func serve(ctx context.Context, args []string) error {
 	// Let the consumers catch up with what was acknowledged, briefly.
 	drain(shutdownCtx, js, log)
 	return nil
+}
+
+// parseServeFlags reads settings from flags, then NATTER_* variables,
+// then the -config file (earlier sources win), and validates them.
+func parseServeFlags(args []string) (config.Server, error) {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("natter serve", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	fs.String("config", "", "config file: one \"flag value\" per line")
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("NATTER"), ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(ff.PlainParser)); err != nil {
+		return cfg, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("invalid settings:\n%w", err)
+	}
+	return cfg, nil
 }
 
 // drain waits until persist and fanout have handled everything in CONV.
