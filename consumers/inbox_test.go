@@ -8,27 +8,14 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/natter-chat/natter/natsnode"
+	"github.com/natter-chat/natter/natsnode/natstest"
 	"github.com/natter-chat/natter/streams"
 )
 
 // startJetStream runs a real embedded server with natter's streams.
 func startJetStream(t *testing.T, dupWindow time.Duration) jetstream.JetStream {
 	t.Helper()
-	node, err := natsnode.Start(natsnode.Options{StoreDir: t.TempDir(), SyncInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(node.Shutdown)
-	nc, err := node.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := streams.Ensure(ctx, js, streams.Setup{

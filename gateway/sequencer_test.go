@@ -10,7 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/natter-chat/natter/natsnode"
+	"github.com/natter-chat/natter/natsnode/natstest"
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/store/sqlite"
 	"github.com/natter-chat/natter/streams"
@@ -18,14 +18,9 @@ import (
 
 func startSequencers(t *testing.T, n int) ([]*sequencer, jetstream.Stream) {
 	t.Helper()
-	dir := t.TempDir()
-	node, err := natsnode.Start(natsnode.Options{StoreDir: filepath.Join(dir, "js"), SyncInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(node.Shutdown)
+	srv := natstest.Start(t)
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "db"), sqlite.Options{})
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,12 +29,7 @@ func startSequencers(t *testing.T, n int) ([]*sequencer, jetstream.Stream) {
 	var conv jetstream.Stream
 	for i := range n {
 		// One connection each, like separate gateway processes.
-		nc, err := node.Connect(fmt.Sprint("gw", i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
+		_, js := srv.Connect()
 		if i == 0 {
 			if err := streams.Ensure(ctx, js, streams.Setup{
 				Limits:   streams.Limits{Replicas: 1, ConvMaxAge: time.Hour, InboxMaxAge: time.Hour, MaxBytes: -1, DuplicateWindow: time.Minute},

@@ -8,7 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/natter-chat/natter/natsnode"
+	"github.com/natter-chat/natter/natsnode/natstest"
 )
 
 func TestDedupeID(t *testing.T) {
@@ -186,20 +186,7 @@ func TestEnsureOnJetStream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an embedded NATS server")
 	}
-	node, err := natsnode.Start(natsnode.Options{StoreDir: t.TempDir(), SyncInterval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(node.Shutdown)
-	nc, err := node.Connect("streams-test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	limits := Limits{Replicas: 1, ConvMaxAge: 7 * 24 * time.Hour, InboxMaxAge: 30 * 24 * time.Hour, MaxBytes: -1, DuplicateWindow: 2 * time.Minute}
