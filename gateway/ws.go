@@ -346,16 +346,12 @@ func mustJSON(v any) []byte {
 // after the cursor (none without one), then synced. It returns the
 // position the live stream continues from.
 func (s *session) replay(ctx context.Context, cursor string) (uint64, error) {
-	pos, err := s.g.syncPoint(ctx)
+	pos, from, err := s.g.syncPoint(ctx, cursor)
 	if err != nil {
 		return 0, err
 	}
 	synced := pos
-	if cursor != "" {
-		from, err := s.g.checkCursor(ctx, cursor)
-		if err != nil {
-			return 0, err
-		}
+	if cursor != "" && from < pos {
 		last, err := s.sendRange(ctx, from, pos, true)
 		if err != nil {
 			return 0, err

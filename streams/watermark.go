@@ -39,17 +39,23 @@ func (w *Watermark) ConvLastSeq(ctx context.Context) (uint64, error) {
 	return lastSeq(ctx, w.js, StreamConv)
 }
 
-// InboxLastSeq is the INBOX stream's last sequence.
-func (w *Watermark) InboxLastSeq(ctx context.Context) (uint64, error) {
-	return lastSeq(ctx, w.js, StreamInbox)
+// InboxRange is the INBOX stream's first and last sequence.
+func (w *Watermark) InboxRange(ctx context.Context) (first, last uint64, err error) {
+	st, err := state(ctx, w.js, StreamInbox)
+	return st.FirstSeq, st.LastSeq, err
 }
 
 func lastSeq(ctx context.Context, js jetstream.JetStream, stream string) (uint64, error) {
+	st, err := state(ctx, js, stream)
+	return st.LastSeq, err
+}
+
+func state(ctx context.Context, js jetstream.JetStream, stream string) (jetstream.StreamState, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s info: %w", stream, err)
+		return jetstream.StreamState{}, fmt.Errorf("stream %s info: %w", stream, err)
 	}
-	return s.CachedInfo().State.LastSeq, nil
+	return s.CachedInfo().State, nil
 }
 
 // Wait returns once each named consumer has acknowledged every CONV
