@@ -53,8 +53,9 @@ const (
 	CodeTooLarge       = "too_large"
 	CodeRateLimited    = "rate_limited"
 	// Extensions (documented in docs/protocol.md).
-	CodeUnavailable = "unavailable"
-	CodeInternal    = "internal"
+	CodeUnavailable      = "unavailable"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeInternal         = "internal"
 )
 
 // Sentinels for errors.Is; their messages are generic, handlers usually
