@@ -147,7 +147,7 @@ func FuzzCheckPassword(f *testing.F) {
 		if parsed {
 			// Resource bound of the harness, not of CheckPassword: argon2 with
 			// the stored m and t can take any memory (up to 4 TiB) and time.
-			if m > 1024 || tt > 4 || len(key) > 4096 {
+			if m > 256 || tt > 2 || len(key) > 1024 {
 				t.Skip("parameters too expensive to fuzz")
 			}
 		}
