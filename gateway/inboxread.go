@@ -44,7 +44,14 @@ func (g *Gateway) scanInbox(ctx context.Context, user string, after, upTo uint64
 			}
 		}
 		req, _ := json.Marshal(directGetRequest{Seq: last + 1, NextFor: streams.InboxFilter(user), Batch: batch, UpToSeq: upTo, MaxBytes: 4 << 20})
+		past := false
 		got, more, err := g.directGet(ctx, subj, req, func(seq uint64, data []byte) error {
+			// nats-server honours up_to_seq only for multi_last requests,
+			// so the bound is enforced here.
+			if upTo > 0 && seq > upTo {
+				past = true
+				return nil
+			}
 			last = seq
 			n++
 			return fn(seq, data)
@@ -52,7 +59,7 @@ func (g *Gateway) scanInbox(ctx context.Context, user string, after, upTo uint64
 		if err != nil {
 			return last, err
 		}
-		if got == 0 || !more {
+		if got == 0 || !more || past {
 			return last, nil
 		}
 	}

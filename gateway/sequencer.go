@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +107,11 @@ func (s *sequencer) publish(ctx context.Context, msg schema.Message) (schema.Ack
 		case isWrongLastSeq(err):
 			c.loaded = false // another gateway wrote: re-read and retry
 			continue
+		case isStreamFull(err):
+			e := schema.Errorf(http.StatusServiceUnavailable, schema.CodeUnavailable,
+				"the message log is full: new messages are refused until retention frees space (operators: raise --stream-max-bytes); retry later with the same client_message_id")
+			e.RetryAfterMS = 30_000
+			return schema.Ack{}, e
 		default:
 			c.loaded = false
 			return schema.Ack{}, fmt.Errorf("%w: publish to %s: %v", schema.ErrUnavailable, subject, err)
@@ -153,6 +160,13 @@ func (s *sequencer) original(ctx context.Context, streamSeq uint64) (schema.Ack,
 func ackOf(m schema.Message, duplicate bool) schema.Ack {
 	return schema.Ack{ClientMessageID: m.ClientMessageID, MessageID: m.MessageID, ConversationID: m.ConversationID,
 		Seq: m.Seq, ServerTS: m.ServerTS, Status: schema.StatusSent, Duplicate: duplicate}
+}
+
+// isStreamFull reports JetStream refusing a message because the stream
+// reached its byte limit (discard-new).
+func isStreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 && strings.Contains(apiErr.Description, "maximum bytes")
 }
 
 func isWrongLastSeq(err error) bool {

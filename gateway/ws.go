@@ -148,14 +148,13 @@ func (s *session) close(code int, text string) {
 	})
 }
 
-// enqueue queues an answer without blocking; a client that lets its queue
-// fill is disconnected and resumes with its cursor.
+// enqueue queues an answer. When the queue is full the reader waits,
+// which stops reading the client's frames: a client that reads gets every
+// answer, and one that does not is cut off by the writer's timeout (4029).
 func (s *session) enqueue(frame []byte) {
 	select {
 	case s.out <- frame:
 	case <-s.quit:
-	default:
-		s.close(closeTooSlow, "too slow to read: reconnect with your cursor")
 	}
 }
 

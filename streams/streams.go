@@ -135,8 +135,10 @@ type Limits struct {
 	ConvMaxAge time.Duration
 	// InboxMaxAge is how far back a device can resume with its cursor.
 	InboxMaxAge time.Duration
-	// MaxBytes caps each stream (-1: unlimited); a full stream refuses new
-	// messages instead of dropping old ones.
+	// MaxBytes caps CONV (-1: unlimited); a full CONV refuses new sends
+	// instead of dropping acknowledged ones. INBOX is bounded by age only:
+	// it is derived from CONV, and a full INBOX would stall delivery to
+	// every user instead of refusing new sends.
 	MaxBytes int64
 	// DuplicateWindow is JetStream's dedupe window for sends and events.
 	DuplicateWindow time.Duration
@@ -166,7 +168,6 @@ func Inbox(l Limits) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      l.InboxMaxAge,
-		MaxBytes:    l.MaxBytes,
 		Storage:     jetstream.FileStorage,
 		Replicas:    l.Replicas,
 		Duplicates:  l.DuplicateWindow,
