@@ -1,0 +1,384 @@
+// Package testnode runs natter as its clients see it, for tests outside
+// the server's packages: the real binary (built once per test binary),
+// started as a process on a free port with its own data directory, killed
+// with SIGKILL or stopped with SIGTERM and restarted on the same
+// directory, and driven over real HTTP (Client) and WebSocket (WS)
+// connections.
+//
+// Node methods that tests call from their own goroutines (a crash loop, a
+// load generator) return errors instead of failing the test; Start, which
+// runs on the test goroutine, fails it.
+package testnode
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// DefaultReady bounds the wait for /healthz after a start: JetStream
+// recovers its files first, which takes seconds on a loaded machine.
+const DefaultReady = 60 * time.Second
+
+// Options configure a node.
+type Options struct {
+	// Flags are extra `natter serve` flags, e.g. "--fsync", "always".
+	Flags []string
+	// DataDir is the state directory; empty means a new tb.TempDir().
+	DataDir string
+	// RateLimit keeps natter's default rate limits. Without it the node
+	// runs with --rate-limit off, unless Flags set --rate-limit.
+	RateLimit bool
+	// NATS exposes the embedded NATS server on a free port (NATSURL).
+	NATS bool
+	// Ready bounds each wait for /healthz (DefaultReady when zero).
+	Ready time.Duration
+	// LogBytes is how much of the process output is kept (the tail);
+	// 1 MiB when zero.
+	LogBytes int
+}
+
+// Node is one natter process and the data directory it keeps across
+// restarts. Its methods are safe for concurrent use.
+type Node struct {
+	tb       testing.TB
+	bin      string
+	addr     string // host:port of the gateway
+	natsAddr string // host:port of NATS, empty without Options.NATS
+	data     string
+	args     []string
+	ready    time.Duration
+	log      *tailBuffer
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd has been waited for
+	state  *os.ProcessState
+	starts int
+}
+
+// Start builds natter if needed, starts a node and waits until /healthz
+// answers 200. The process is killed when the test ends, and its log
+// tail printed if the test failed.
+func Start(tb testing.TB, opts Options) *Node {
+	tb.Helper()
+	bin, err := Binary()
+	if err != nil {
+		tb.Fatalf("testnode: %v", err)
+	}
+	n := &Node{tb: tb, bin: bin, data: opts.DataDir, ready: opts.Ready, log: newTailBuffer(opts.LogBytes)}
+	if n.data == "" {
+		n.data = tb.TempDir()
+	}
+	if n.ready <= 0 {
+		n.ready = DefaultReady
+	}
+	if n.addr, err = FreeAddr(); err != nil {
+		tb.Fatalf("testnode: %v", err)
+	}
+	n.args = []string{"serve", "--http", n.addr, "--data", n.data}
+	if opts.NATS {
+		if n.natsAddr, err = FreeAddr(); err != nil {
+			tb.Fatalf("testnode: %v", err)
+		}
+		n.args = append(n.args, "--nats-listen", n.natsAddr)
+	}
+	if !opts.RateLimit && !hasFlag(opts.Flags, "--rate-limit") {
+		n.args = append(n.args, "--rate-limit", "off")
+	}
+	n.args = append(n.args, opts.Flags...)
+	tb.Cleanup(func() {
+		n.stopNow()
+		if tb.Failed() {
+			tb.Logf("natter log tail (%s):\n%s", n.addr, n.Log())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), n.ready)
+	defer cancel()
+	if err := n.launch(ctx); err != nil {
+		tb.Fatalf("testnode: %v\n%s", err, n.Log())
+	}
+	return n
+}
+
+// FreeAddr returns a loopback host:port that was free a moment ago.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func hasFlag(flags []string, name string) bool {
+	for _, f := range flags {
+		if f == name || strings.HasPrefix(f, name+"=") || f == "-"+strings.TrimPrefix(name, "--") {
+			return true
+		}
+	}
+	return false
+}
+
+// Addr is the gateway's host:port; it stays the same across restarts.
+func (n *Node) Addr() string { return n.addr }
+
+// URL is the gateway's base URL, http://host:port.
+func (n *Node) URL() string { return "http://" + n.addr }
+
+// NATSURL is the embedded NATS server's URL, empty without Options.NATS.
+func (n *Node) NATSURL() string {
+	if n.natsAddr == "" {
+		return ""
+	}
+	return "nats://" + n.natsAddr
+}
+
+// DataDir is the node's state directory.
+func (n *Node) DataDir() string { return n.data }
+
+// Log returns the tail of the process output, across restarts.
+func (n *Node) Log() string { return n.log.String() }
+
+// Starts counts the times the process was started.
+func (n *Node) Starts() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.starts
+}
+
+// Client returns a REST client of this node.
+func (n *Node) Client() *Client { return NewClient(n.URL(), ClientOptions{}) }
+
+// launch starts the process and waits for /healthz within ctx.
+func (n *Node) launch(ctx context.Context) error {
+	cmd := exec.Command(n.bin, n.args...)
+	fmt.Fprintf(n.log, "--- %s natter %s\n", time.Now().Format("15:04:05.000"), strings.Join(n.args, " "))
+	cmd.Stdout, cmd.Stderr = n.log, n.log
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start natter: %w", err)
+	}
+	exited := make(chan struct{})
+	n.mu.Lock()
+	n.cmd, n.exited, n.state = cmd, exited, nil
+	n.starts++
+	n.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		n.mu.Lock()
+		n.state = cmd.ProcessState
+		n.mu.Unlock()
+		close(exited)
+	}()
+	return n.WaitHealthy(ctx)
+}
+
+// WaitHealthy polls /healthz until it answers 200, the process exits or
+// ctx ends.
+func (n *Node) WaitHealthy(ctx context.Context) error {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	client := &http.Client{Timeout: 2 * time.Second}
+	var last error
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("natter exited before it was healthy: %v", n.exitState())
+		default:
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+"/healthz", nil)
+		res, err := client.Do(req)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %d", res.StatusCode)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natter not healthy: %w (last answer: %v)", ctx.Err(), last)
+		case <-exited:
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) exitState() *os.ProcessState {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.state
+}
+
+// Running reports whether the process is alive.
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	if exited == nil {
+		return false
+	}
+	select {
+	case <-exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Exited returns a channel closed when the current process has exited.
+func (n *Node) Exited() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.exited
+}
+
+// Pid is the current process's id.
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.cmd.Process.Pid
+}
+
+// Kill9 kills the process with SIGKILL and waits until it is gone.
+func (n *Node) Kill9() error {
+	return n.stop(context.Background(), syscall.SIGKILL, 30*time.Second)
+}
+
+// Term sends SIGTERM and waits for the process to exit within ctx; it
+// returns an error if the exit status is not 0.
+func (n *Node) Term(ctx context.Context) error {
+	if err := n.stop(ctx, syscall.SIGTERM, 0); err != nil {
+		return err
+	}
+	if st := n.exitState(); st != nil && !st.Success() {
+		return fmt.Errorf("natter exited with %v after SIGTERM", st)
+	}
+	return nil
+}
+
+// Signal sends sig to the process without waiting; Exited tells when it
+// is gone.
+func (n *Node) Signal(sig os.Signal) error {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if cmd == nil {
+		return errors.New("natter was never started")
+	}
+	if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("signal natter: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) stop(ctx context.Context, sig syscall.Signal, bound time.Duration) error {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	if err := n.Signal(sig); err != nil {
+		return err
+	}
+	if bound > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, bound)
+		defer cancel()
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("natter still running after %v: %w", sig, ctx.Err())
+	}
+}
+
+// Restart starts the process again on the same address and data
+// directory, after Kill9 or Term, and waits for /healthz within ctx (and
+// Options.Ready).
+func (n *Node) Restart(ctx context.Context) error {
+	if n.Running() {
+		return errors.New("restart: natter is still running")
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.ready)
+	defer cancel()
+	return n.launch(ctx)
+}
+
+// stopNow kills the process if it runs; for cleanups.
+func (n *Node) stopNow() {
+	if n.Running() {
+		_ = n.Kill9()
+	}
+}
+
+// RSS is the process's resident set size in bytes.
+func (n *Node) RSS() (int64, error) { return ProcessRSS(n.Pid()) }
+
+// ProcessRSS reads VmRSS from /proc/PID/status, in bytes (Linux only).
+func ProcessRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, fmt.Errorf("read process status: %w", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
+			kib, err := strconv.ParseInt(f[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse VmRSS %q: %w", f[1], err)
+			}
+			return kib << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu      sync.Mutex
+	max     int
+	b       []byte
+	dropped int
+}
+
+func newTailBuffer(max int) *tailBuffer {
+	if max <= 0 {
+		max = 1 << 20
+	}
+	return &tailBuffer{max: max}
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if over := len(t.b) - t.max; over > 0 {
+		t.dropped += over
+		t.b = append(t.b[:0], t.b[over:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dropped > 0 {
+		return fmt.Sprintf("(%d earlier bytes dropped)\n%s", t.dropped, t.b)
+	}
+	return string(t.b)
+}
