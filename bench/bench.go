@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -137,6 +138,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The progress line and the logs write from different goroutines.
+	stderr = &lockedWriter{w: stderr}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	raiseFileLimit(log, cfg)
 
@@ -265,3 +268,15 @@ func (e *env) noteErrorFrames(f *inbound, _ time.Time) {
 
 // watchSelf samples the bench's own process.
 func (e *env) watchSelf() *procWatch { return newProcWatch(e.log, os.Getpid()) }
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -56,6 +56,9 @@ func startProgress(ctx context.Context, w io.Writer, every time.Duration, line f
 }
 
 func isTerminal(w io.Writer) bool {
+	if l, ok := w.(*lockedWriter); ok {
+		w = l.w
+	}
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
