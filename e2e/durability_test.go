@@ -246,7 +246,7 @@ func waitServing(t *testing.T, s *server, token string) {
 	if r.status == http.StatusOK {
 		return
 	}
-	t.Errorf("BUG: right after a restart after kill -9 (/healthz answered 200), a read answered %d %s after %s; "+
+	t.Errorf("right after a restart after kill -9 (/healthz answered 200), a read answered %d %s after %s; "+
 		"history, the conversation list, long-poll and WebSocket connects (synced) stay unavailable until the consumers' ack wait (30 s) redelivers what the killed process had in flight",
 		r.status, strings.TrimSpace(string(r.raw)), time.Since(began).Round(time.Millisecond))
 	deadline := time.Now().Add(90 * time.Second)

@@ -41,14 +41,14 @@ func TestRefreshRotatesAndReuseRevokesDevice(t *testing.T) {
 	wantError(t, s.do("POST", "/v1/auth/refresh", "", obj{"refresh_token": d.refresh}), http.StatusUnauthorized, "unauthorized")
 	for name, tok := range map[string]string{"latest access token": access2, "first access token": d.access} {
 		if r := s.do("GET", "/v1/me/devices", tok, nil); r.status != http.StatusUnauthorized {
-			t.Errorf("BUG: after a used refresh token was presented, the device's %s still gets %d on GET /v1/me/devices, want 401 (contract: presenting a used one revokes the device): %s", name, r.status, r.raw)
+			t.Errorf("after a used refresh token was presented, the device's %s still gets %d on GET /v1/me/devices, want 401 (contract: presenting a used one revokes the device): %s", name, r.status, r.raw)
 		}
 	}
 	if r := s.do("POST", "/v1/auth/refresh", "", obj{"refresh_token": refresh2}); r.status != http.StatusUnauthorized {
 		t.Errorf("the revoked device's latest refresh token still works: %d %s", r.status, r.raw)
 	}
 	if code := ws.waitClosedOrOpen(2 * time.Second); code != 4001 {
-		t.Errorf("BUG: the revoked device's open WebSocket: close code %d (0 = still open), want 4001 (contract: revoked devices' connections close with 4001)", code)
+		t.Errorf("the revoked device's open WebSocket: close code %d (0 = still open), want 4001 (contract: revoked devices' connections close with 4001)", code)
 	}
 	// The user's other device is untouched.
 	s.must(http.StatusOK, "GET", "/v1/me/devices", other.access, nil)
@@ -472,11 +472,11 @@ func TestDeleteForMeAndForEveryone(t *testing.T) {
 		// deleted before it." bob deleted message 1 (for himself) before
 		// this replay.
 		if m := rb[m1]; str(m, "content") != "" {
-			t.Errorf("BUG: WebSocket replay to bob carries the content of message 1, which bob deleted for himself before the replay: %v", m)
+			t.Errorf("WebSocket replay to bob carries the content of message 1, which bob deleted for himself before the replay: %v", m)
 		}
 		for _, e := range objs(lp["events"]) {
 			if e["type"] == "message" && e["message_id"] == m1 && str(e, "content") != "" {
-				t.Errorf("BUG: long-poll replay to bob carries the content of message 1, which bob deleted for himself: %v", e)
+				t.Errorf("long-poll replay to bob carries the content of message 1, which bob deleted for himself: %v", e)
 			}
 		}
 	})
@@ -574,6 +574,6 @@ func TestStatusAnswerIsTheResultingStatus(t *testing.T) {
 		}
 	}
 	if len(stale) > 0 {
-		t.Errorf("BUG: POST /v1/messages/{id}/status {status: read} answered a status other than read in %d of 20 tries (%v): the answer is not the state after the status was applied", len(stale), stale)
+		t.Errorf("POST /v1/messages/{id}/status {status: read} answered a status other than read in %d of 20 tries (%v): the answer is not the state after the status was applied", len(stale), stale)
 	}
 }

@@ -121,7 +121,7 @@ func TestSIGTERMWithLongPollInFlight(t *testing.T) {
 			t.Errorf("natter exited with %v after SIGTERM, want 0", st)
 		}
 	case <-time.After(10 * time.Second):
-		t.Errorf("BUG: natter still running 10 s after SIGTERM while a long-poll (timeout=60) was waiting: shutdown waits for long-polls instead of answering them")
+		t.Errorf("natter still running 10 s after SIGTERM while a long-poll (timeout=60) was waiting: shutdown waits for long-polls instead of answering them")
 		<-exited
 	}
 	t.Logf("stopped %s after SIGTERM", time.Since(began).Round(time.Millisecond))
@@ -233,7 +233,7 @@ func TestSlowReadersAreDisconnected(t *testing.T) {
 			}
 			if f["type"] == "message" {
 				if q := num(f, "seq"); q != int64(len(r.got)+1) {
-					t.Errorf("BUG: slow reader %d got seq %d right after seq %d on the same connection: the events in between were dropped, yet the cursor moved past them", i, q, len(r.got))
+					t.Errorf("slow reader %d got seq %d right after seq %d on the same connection: the events in between were dropped, yet the cursor moved past them", i, q, len(r.got))
 				}
 				r.got[num(f, "seq")]++
 				r.cursor = str(f, "cursor")
@@ -262,7 +262,7 @@ func TestSlowReadersAreDisconnected(t *testing.T) {
 			}
 		}
 		if len(wrong) > 0 {
-			t.Errorf("BUG: slow reader %d: across reconnections with the last cursor processed, these messages did not arrive exactly once: %v", i, wrong)
+			t.Errorf("slow reader %d: across reconnections with the last cursor processed, these messages did not arrive exactly once: %v", i, wrong)
 		}
 	}
 }
@@ -309,7 +309,7 @@ func TestCatchingUpAcrossCutOffsMissesNothing(t *testing.T) {
 					if first {
 						where = "as the first event after reconnecting with the cursor of seq " + strconv.FormatInt(prev, 10)
 					}
-					t.Errorf("BUG: %s (closed with %d) delivered seq %d right after seq %d %s: the events in between were dropped, yet the cursor moved past them", c.name, code, q, prev, where)
+					t.Errorf("%s (closed with %d) delivered seq %d right after seq %d %s: the events in between were dropped, yet the cursor moved past them", c.name, code, q, prev, where)
 				}
 				first = false
 				prev = q
@@ -332,7 +332,7 @@ func TestCatchingUpAcrossCutOffsMissesNothing(t *testing.T) {
 			}
 		}
 		if len(wrong) > 0 {
-			t.Errorf("BUG: try %d: across reconnections with the last cursor processed, these messages did not arrive exactly once: %v", try, wrong)
+			t.Errorf("try %d: across reconnections with the last cursor processed, these messages did not arrive exactly once: %v", try, wrong)
 		}
 		if t.Failed() {
 			break
