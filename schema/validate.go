@@ -29,7 +29,9 @@ func DecodeJSON(raw []byte, v any) error {
 		return BadRequest("malformed JSON: %v", err)
 	}
 	// More() misses a stray '}' or ']', so look at what is left directly.
-	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
+	// Only JSON's four whitespace bytes may follow; bytes.TrimSpace would
+	// also pass \v, \f and U+0085, which no JSON parser accepts.
+	if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
 		return BadRequest("malformed JSON: data after the object")
 	}
 	return nil
