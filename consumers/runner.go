@@ -33,7 +33,10 @@ type Options struct {
 	// that runs this consumer: a node restarted after kill -9 then serves
 	// reads without waiting out the ack wait.
 	ResetOnStart bool
-	Logger       *slog.Logger
+	// Linger is how long a batch that is not full waits for more events.
+	// Zero handles what is there at once.
+	Linger time.Duration
+	Logger *slog.Logger
 }
 
 func (o Options) withDefaults() Options {
@@ -138,8 +141,29 @@ func (r *runner) run(ctx context.Context, handle batchFunc) error {
 				break fill
 			}
 		}
+		batch = r.linger(ctx, ch, batch)
 		r.process(ctx, batch, handle)
 	}
+}
+
+// linger tops batch up with what arrives within Linger.
+func (r *runner) linger(ctx context.Context, ch <-chan jetstream.Msg, batch []jetstream.Msg) []jetstream.Msg {
+	if r.opts.Linger <= 0 || len(batch) >= r.opts.BatchSize {
+		return batch
+	}
+	t := time.NewTimer(r.opts.Linger)
+	defer t.Stop()
+	for len(batch) < r.opts.BatchSize {
+		select {
+		case m := <-ch:
+			batch = append(batch, m)
+		case <-t.C:
+			return batch
+		case <-ctx.Done():
+			return batch
+		}
+	}
+	return batch
 }
 
 func (r *runner) process(ctx context.Context, batch []jetstream.Msg, handle batchFunc) {

@@ -22,23 +22,17 @@ func (db *DB) SaveMessages(ctx context.Context, msgs []store.Message) error {
 		return nil
 	}
 	return db.write(ctx, "save messages", func(tx *sql.Tx) error {
-		latest, err := insertMessages(ctx, tx, msgs)
+		latest, err := db.insertMessages(ctx, tx, msgs)
 		if err != nil {
 			return err
 		}
-		return advanceConversations(ctx, tx, latest)
+		return db.advanceConversations(ctx, tx, latest)
 	})
 }
 
 // insertMessages returns each conversation's highest-seq message of msgs.
-func insertMessages(ctx context.Context, tx *sql.Tx, msgs []store.Message) (map[string]store.Message, error) {
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO messages
-		(conversation_id, seq, id, sender_id, recipient_id, message_type, content, client_message_id, server_ts)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (conversation_id, seq) DO NOTHING`)
-	if err != nil {
-		return nil, err
-	}
+func (db *DB) insertMessages(ctx context.Context, tx *sql.Tx, msgs []store.Message) (map[string]store.Message, error) {
+	ins := tx.StmtContext(ctx, db.insertMessage)
 	defer ins.Close()
 	latest := make(map[string]store.Message)
 	for _, m := range msgs {
@@ -53,13 +47,8 @@ func insertMessages(ctx context.Context, tx *sql.Tx, msgs []store.Message) (map[
 	return latest, nil
 }
 
-func advanceConversations(ctx context.Context, tx *sql.Tx, latest map[string]store.Message) error {
-	upd, err := tx.PrepareContext(ctx, `UPDATE conversations
-		SET last_seq = ?1, last_message_at = ?2, last_message_preview = ?3
-		WHERE id = ?4 AND last_seq < ?1`)
-	if err != nil {
-		return err
-	}
+func (db *DB) advanceConversations(ctx context.Context, tx *sql.Tx, latest map[string]store.Message) error {
+	upd := tx.StmtContext(ctx, db.advanceConversation)
 	defer upd.Close()
 	for id, m := range latest {
 		if _, err := upd.ExecContext(ctx, m.Seq, m.ServerTS, preview(m.Content), id); err != nil {

@@ -41,7 +41,22 @@ type DB struct {
 	// would otherwise parse every query on every call, which costs more
 	// than running the hot ones.
 	stmts sync.Map // string -> *sql.Stmt
+
+	// The persist consumer's statements, prepared once on the writer
+	// connection (tx.StmtContext reuses them); preparing them per batch
+	// cost about a fifth of the persist consumer's CPU.
+	insertMessage, advanceConversation *sql.Stmt
 }
+
+const (
+	sqlInsertMessage = `INSERT INTO messages
+		(conversation_id, seq, id, sender_id, recipient_id, message_type, content, client_message_id, server_ts)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (conversation_id, seq) DO NOTHING`
+	sqlAdvanceConversation = `UPDATE conversations
+		SET last_seq = ?1, last_message_at = ?2, last_message_preview = ?3
+		WHERE id = ?4 AND last_seq < ?1`
+)
 
 var _ store.Store = (*DB)(nil)
 
@@ -85,8 +100,17 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
+	db := &DB{w: w, r: r}
+	if db.insertMessage, err = w.PrepareContext(ctx, sqlInsertMessage); err == nil {
+		db.advanceConversation, err = w.PrepareContext(ctx, sqlAdvanceConversation)
+	}
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open %s: prepare writes: %w", path, err)
+	}
 	log.Info("sqlite store open", "path", path, "synchronous", sync)
-	return &DB{w: w, r: r}, nil
+	return db, nil
 }
 
 func synchronous(fsync string) (string, error) {
@@ -115,6 +139,8 @@ func (db *DB) Close() error {
 		st.(*sql.Stmt).Close()
 		return true
 	})
+	db.insertMessage.Close()
+	db.advanceConversation.Close()
 	return errors.Join(db.w.Close(), db.r.Close())
 }
 
