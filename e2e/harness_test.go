@@ -166,6 +166,19 @@ func (s *server) launch() {
 	}
 }
 
+// waitLog waits until the server's log holds msg at least n times (over
+// all its starts).
+func (s *server) waitLog(msg string, n int) {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(s.logs.String(), msg) < n {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("natter did not log %q %d times in 30 s:\n%s", msg, n, s.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func hasFlag(flags []string, name string) bool {
 	for _, f := range flags {
 		if f == name || strings.HasPrefix(f, name+"=") {

@@ -126,6 +126,9 @@ func TestRetryAfterDuplicateWindow(t *testing.T) {
 	s := start(t, "--duplicate-window", "1s")
 	_, as := s.newUser("alice", 1)
 	bob, _ := s.newUser("bob", 1)
+	// The retries below must meet the dedupe filter, not the store reads
+	// it answers "maybe" with while loading.
+	s.waitLog("dedupe filter loaded", 1)
 	a1, _ := s.connect(as[0], "")
 	orig := a1.sendWait(bob, "late-1", "first")
 	// Waiting out JetStream's dedupe window is the point of this test.
@@ -140,6 +143,7 @@ func TestRetryAfterDuplicateWindow(t *testing.T) {
 	s.kill9()
 	s.restart()
 	waitServing(t, s, as[0].access)
+	s.waitLog("dedupe filter loaded", 2) // reloaded from the store
 	sameMessage(t, "REST retry after the window and kill -9", s.sendREST(as[0], bob, "late-1", "once more"), orig)
 	if r := s.sendREST(as[0], bob, "late-3", "new"); num(r, "seq") != 3 {
 		t.Errorf("new message after restart: seq %d, want 3", num(r, "seq"))

@@ -52,7 +52,11 @@ type Config struct {
 	AuthBurst      int
 	AuthRate       float64
 	Pprof          bool
-	Logger         *slog.Logger
+	// SoleSequencer says this gateway sequences every message there is
+	// (the single-node serve): it may then skip the store's dedupe read
+	// for ids it has surely never seen. Never set it with other gateways.
+	SoleSequencer bool
+	Logger        *slog.Logger
 }
 
 // Gateway serves clients. Create it with New, serve Handler, and call
@@ -68,6 +72,7 @@ type Gateway struct {
 	wm     *streams.Watermark
 	signer *auth.Signer
 	seq    *sequencer
+	seen   *seenIDs
 	revoke *revocations
 
 	sendLimit *limiter
@@ -129,6 +134,10 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	nc.SetReconnectHandler(func(*nats.Conn) { g.natsGen.Add(1) })
 	g.seq = newSequencer(js, conv, st)
+	g.seen = newSeenIDs()
+	if l, ok := st.(clientIDLister); ok && cfg.SoleSequencer {
+		g.start(func(ctx context.Context) { g.loadSeenIDs(ctx, l) })
+	}
 	if g.revoke, err = newRevocations(ctx, js); err != nil {
 		return nil, err
 	}

@@ -80,7 +80,7 @@ func serve(ctx context.Context, args []string) error {
 	gw, err := gateway.New(ctx, gateway.Config{
 		ReadLimit: cfg.ReadLimit, Heartbeat: cfg.Heartbeat, SendQueue: cfg.SendQueue, AllowedOrigins: cfg.AllowedOrigins,
 		RateLimit: cfg.RateLimit, SendBurst: cfg.SendBurst, SendRate: cfg.SendRate, AuthBurst: cfg.AuthBurst, AuthRate: cfg.AuthRate,
-		Pprof: cfg.Pprof, Logger: log,
+		Pprof: cfg.Pprof, SoleSequencer: true, Logger: log,
 	}, db, nc, auth.NewSigner(key, cfg.AccessTokenTTL))
 	if err != nil {
 		return fmt.Errorf("start gateway: %w", err)

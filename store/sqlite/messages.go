@@ -99,6 +99,28 @@ func (db *DB) Message(ctx context.Context, conversationID string, seq int64) (st
 
 // LastSeq reads the messages themselves, not conversations.last_seq, so it
 // is exact whatever order batches were saved in.
+// ClientMessageIDs calls fn with the sender and client_message_id of every
+// stored message, in no particular order. It reads the covering index
+// only; fn must not use the store.
+func (db *DB) ClientMessageIDs(ctx context.Context, fn func(senderID, clientMessageID string)) error {
+	rows, err := db.r.QueryContext(ctx, `SELECT sender_id, client_message_id FROM messages INDEXED BY messages_by_client_id`)
+	if err != nil {
+		return fmt.Errorf("scan client message ids: %w", err)
+	}
+	defer rows.Close()
+	var sender, cmid string
+	for rows.Next() {
+		if err := rows.Scan(&sender, &cmid); err != nil {
+			return fmt.Errorf("scan client message ids: %w", err)
+		}
+		fn(sender, cmid)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("scan client message ids: %w", err)
+	}
+	return nil
+}
+
 func (db *DB) LastSeq(ctx context.Context, conversationID string) (int64, error) {
 	var seq int64
 	err := db.queryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?`, conversationID).Scan(&seq)
