@@ -66,7 +66,7 @@ func (w *inboxWriter) publish(ctx context.Context, evs []inboxEvent) error {
 		m.Header.Set(jetstream.MsgIDHeader, w.kind+":"+src+":"+ev.user)
 		f, err := w.js.PublishMsgAsync(m)
 		if err != nil {
-			return fmt.Errorf("publish %s event to %s: %w", w.kind, ev.user, err)
+			return fmt.Errorf("publish %s event to %s: %w: %w", w.kind, ev.user, errTransient, err)
 		}
 		futures = append(futures, f)
 	}
@@ -74,7 +74,7 @@ func (w *inboxWriter) publish(ctx context.Context, evs []inboxEvent) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return fmt.Errorf("publish to %s: %w", f.Msg().Subject, err)
+			return fmt.Errorf("publish to %s: %w: %w", f.Msg().Subject, errTransient, err)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -88,7 +88,7 @@ func (w *inboxWriter) lastSource(ctx context.Context, subject string) (uint64, e
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read last event of %s: %w", subject, err)
+		return 0, fmt.Errorf("read last event of %s: %w: %w", subject, errTransient, err)
 	}
 	n, _ := strconv.ParseUint(m.Header.Get(streams.HeaderSource), 10, 64)
 	return n, nil

@@ -13,12 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natter-chat/natter/store"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -56,6 +58,23 @@ func (o Options) withDefaults() Options {
 // it is dead-lettered at once instead of retried.
 var errPoison = errors.New("poison event")
 
+// errTransient marks a failure of what a consumer writes to (JetStream, or
+// the store with store.ErrUnavailable), not of its events: the batch is
+// kept and retried in place until it succeeds, never dead-lettered. A
+// full disk or a restarting database must delay effects, not drop them.
+var errTransient = errors.New("temporarily unavailable")
+
+func transient(err error) bool {
+	return errors.Is(err, errTransient) || errors.Is(err, store.ErrUnavailable)
+}
+
+// Retries in place back off up to maxStallBackoff and say so in the log at
+// most every stallLogEvery.
+const (
+	maxStallBackoff = 5 * time.Second
+	stallLogEvery   = 30 * time.Second
+)
+
 // batchFunc handles events in stream order and returns, for the events
 // it could not handle, the error; poison events are reported per event.
 type batchFunc func(ctx context.Context, msgs []jetstream.Msg) error
@@ -71,6 +90,11 @@ type runner struct {
 	// deliveredBefore is the last CONV sequence delivered before this
 	// process started: anything up to it may have had its effect already.
 	deliveredBefore uint64
+	// retrying is set while a batch is retried in place: part of its
+	// effects may have happened, as after a redelivery.
+	retrying bool
+	// dead holds the stream sequences of this batch's dead-lettered events.
+	dead map[uint64]bool
 }
 
 func newRunner(ctx context.Context, js jetstream.JetStream, name string, opts Options) (*runner, error) {
@@ -80,7 +104,7 @@ func newRunner(ctx context.Context, js jetstream.JetStream, name string, opts Op
 	}
 	opts = opts.withDefaults()
 	r := &runner{name: name, js: js, cons: cons, opts: opts, log: opts.Logger.With("consumer", name),
-		deliveredBefore: cons.CachedInfo().Delivered.Stream}
+		deliveredBefore: cons.CachedInfo().Delivered.Stream, dead: map[uint64]bool{}}
 	if info := cons.CachedInfo(); opts.ResetOnStart && info.NumAckPending > 0 {
 		if _, err := js.ResetConsumer(ctx, streams.StreamConv, name); err != nil {
 			return nil, fmt.Errorf("reset consumer %s to its ack floor: %w", name, err)
@@ -97,7 +121,7 @@ func (r *runner) source(m jetstream.Msg) (uint64, bool, error) {
 	if err != nil {
 		return 0, false, fmt.Errorf("%w: no metadata: %v", errPoison, err)
 	}
-	return md.Sequence.Stream, md.NumDelivered > 1 || md.Sequence.Stream <= r.deliveredBefore, nil
+	return md.Sequence.Stream, r.retrying || md.NumDelivered > 1 || md.Sequence.Stream <= r.deliveredBefore, nil
 }
 
 // run feeds batches to handle until ctx ends. Events arrive through
@@ -167,7 +191,11 @@ func (r *runner) linger(ctx context.Context, ch <-chan jetstream.Msg, batch []je
 }
 
 func (r *runner) process(ctx context.Context, batch []jetstream.Msg, handle batchFunc) {
+	clear(r.dead)
 	err := safeHandle(ctx, batch, handle)
+	if err != nil && transient(err) {
+		batch, err = r.retryInPlace(ctx, batch, handle, err)
+	}
 	if err == nil {
 		for _, m := range batch {
 			if aerr := m.Ack(); aerr != nil {
@@ -194,6 +222,47 @@ func (r *runner) process(ctx context.Context, batch []jetstream.Msg, handle batc
 		r.log.Warn("retrying batch", "events", len(batch), "delivery", n, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 	}
+}
+
+// retryInPlace retries a batch that failed for a transient reason until it
+// succeeds, fails otherwise or ctx ends. The events stay with this
+// process meanwhile (InProgress resets their ack wait), so the wait costs
+// none of their MaxDeliver deliveries.
+func (r *runner) retryInPlace(ctx context.Context, batch []jetstream.Msg, handle batchFunc, err error) ([]jetstream.Msg, error) {
+	start, logged := time.Now(), time.Time{}
+	r.retrying = true
+	defer func() { r.retrying = false }()
+	for attempt := 0; err != nil && transient(err) && ctx.Err() == nil; attempt++ {
+		if time.Since(logged) >= stallLogEvery {
+			r.log.Warn("stalled: retrying in place until it recovers", "events", len(batch), "for", time.Since(start).Round(time.Second), "err", err)
+			logged = time.Now()
+		}
+		batch = slices.DeleteFunc(batch, func(m jetstream.Msg) bool {
+			md, merr := m.Metadata()
+			return merr == nil && r.dead[md.Sequence.Stream]
+		})
+		for _, m := range batch {
+			_ = m.InProgress()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(100*time.Millisecond<<min(attempt, 6), r.maxStall())):
+			err = safeHandle(ctx, batch, handle)
+		}
+	}
+	if err == nil {
+		r.log.Info("recovered", "events", len(batch), "stalled_for", time.Since(start).Round(time.Millisecond))
+	}
+	return batch, err
+}
+
+// maxStall is the longest wait between retries in place: short enough
+// that InProgress comes before the consumer's ack wait ends.
+func (r *runner) maxStall() time.Duration {
+	if aw := r.cons.CachedInfo().Config.AckWait; aw > 0 {
+		return min(maxStallBackoff, aw/3)
+	}
+	return maxStallBackoff
 }
 
 // safeHandle turns a panic in a handler into a poison error, so one bad
@@ -226,4 +295,7 @@ func (r *runner) deadLetter(ctx context.Context, m jetstream.Msg, cause error, d
 	}
 	r.log.Error("dead-lettered", "subject", m.Subject(), "deliveries", deliveries, "err", cause)
 	_ = m.Term()
+	if md != nil {
+		r.dead[md.Sequence.Stream] = true
+	}
 }

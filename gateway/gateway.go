@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/natter-chat/natter/gateway/auth"
 	"github.com/natter-chat/natter/gateway/openapi"
@@ -77,6 +78,8 @@ type Gateway struct {
 
 	sendLimit *limiter
 	authLimit *limiter
+	// unavailableLog spaces out the logs of 5xx answers.
+	unavailableLog rate.Sometimes
 
 	users  *cache[struct{}]
 	blocks *cache[bool]
@@ -121,15 +124,16 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 	}
 	g := &Gateway{
 		cfg: cfg, log: cfg.Logger, st: st, nc: nc, js: js, conv: conv, inbox: inbox,
-		wm:        streams.NewWatermark(js, 2*time.Millisecond),
-		signer:    signer,
-		sendLimit: newLimiter(cfg.RateLimit, cfg.SendRate, cfg.SendBurst),
-		authLimit: newLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst),
-		sessions:  map[*session]struct{}{},
-		users:     newCache[struct{}](1 << 20),
-		blocks:    newCache[bool](1 << 20),
-		online:    map[string]int{},
-		lastSeen:  map[string]int64{},
+		wm:             streams.NewWatermark(js, 2*time.Millisecond),
+		signer:         signer,
+		sendLimit:      newLimiter(cfg.RateLimit, cfg.SendRate, cfg.SendBurst),
+		authLimit:      newLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst),
+		sessions:       map[*session]struct{}{},
+		unavailableLog: rate.Sometimes{Interval: time.Second},
+		users:          newCache[struct{}](1 << 20),
+		blocks:         newCache[bool](1 << 20),
+		online:         map[string]int{},
+		lastSeen:       map[string]int64{},
 	}
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	nc.SetReconnectHandler(func(*nats.Conn) { g.natsGen.Add(1) })
@@ -298,7 +302,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError is the one place where errors become HTTP answers.
 func writeError(w http.ResponseWriter, err error) {
 	e := schema.AsError(err)
-	if e.Status == http.StatusTooManyRequests {
+	if e.Status == http.StatusTooManyRequests || e.RetryAfterMS > 0 {
 		w.Header().Set("Retry-After", retryAfterSeconds(e.RetryAfterMS))
 	}
 	writeJSON(w, e.Status, map[string]any{"error": e})

@@ -65,8 +65,20 @@ func (g *Gateway) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *schema.Error
 	if !errors.As(err, &e) {
 		g.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else {
+		g.logUnavailable(r.Method+" "+r.URL.Path, err)
 	}
 	writeError(w, err)
+}
+
+// logUnavailable logs a 5xx answer's cause (a full disk, JetStream down),
+// at most once a second: the client sees only the contract's message, the
+// operator needs the cause, and an outage must not flood the log.
+func (g *Gateway) logUnavailable(what string, err error) {
+	if schema.AsError(err).Status < 500 {
+		return
+	}
+	g.unavailableLog.Do(func() { g.log.Warn("answering unavailable", "request", what, "err", err) })
 }
 
 // decodeBody reads a JSON body within the read limit.

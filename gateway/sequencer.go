@@ -112,6 +112,19 @@ func (s *sequencer) publish(ctx context.Context, msg schema.Message) (schema.Ack
 				"the message log is full: new messages are refused until retention frees space (operators: raise --stream-max-bytes); retry later with the same client_message_id")
 			e.RetryAfterMS = 30_000
 			return schema.Ack{}, e
+		case isStorageFailure(err):
+			c.loaded = false
+			e := schema.Errorf(http.StatusServiceUnavailable, schema.CodeUnavailable,
+				"the server cannot store messages: its disk is full or failing (operators: free space in --data, see the log); retry later with the same client_message_id")
+			e.RetryAfterMS = 30_000
+			return schema.Ack{}, e
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+			// JetStream leaves a publish it cannot write unanswered.
+			c.loaded = false
+			e := schema.Errorf(http.StatusServiceUnavailable, schema.CodeUnavailable,
+				"the message log did not answer in time: the server is overloaded or cannot write to its disk (operators: see the log); retry with the same client_message_id")
+			e.RetryAfterMS = 5_000
+			return schema.Ack{}, fmt.Errorf("%w: publish to %s: %v", e, subject, err)
 		default:
 			c.loaded = false
 			return schema.Ack{}, fmt.Errorf("%w: publish to %s: %v", schema.ErrUnavailable, subject, err)
@@ -167,6 +180,23 @@ func ackOf(m schema.Message, duplicate bool) schema.Ack {
 func isStreamFull(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == 10077 && strings.Contains(apiErr.Description, "maximum bytes")
+}
+
+// isStorageFailure reports JetStream failing to write a message (a full
+// or failing disk) or having disabled itself after such a failure.
+func isStorageFailure(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount,
+		10023: // insufficient resources
+		return true
+	case 10077: // error storing message
+		return !isStreamFull(err)
+	}
+	return false
 }
 
 func isWrongLastSeq(err error) bool {

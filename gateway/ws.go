@@ -239,6 +239,7 @@ func (s *session) handleFrame(ctx context.Context, raw []byte) {
 	case schema.TypeSend:
 		ack, err := s.g.send(ctx, s.claims, &f.SendRequest)
 		if err != nil {
+			s.g.logUnavailable("websocket send", err)
 			s.enqueueJSON(schema.NewErrorFrame(err, f.Ref))
 			return
 		}

@@ -3,7 +3,9 @@
 package natsnode
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -23,6 +25,9 @@ type Options struct {
 	// otherwise it syncs every SyncInterval.
 	SyncAlways   bool
 	SyncInterval time.Duration
+	// Logger receives the server's warnings and errors (a failing disk
+	// shows up here first); its notices go to debug. Nil discards all.
+	Logger *slog.Logger
 }
 
 // Node is a running embedded server.
@@ -54,9 +59,15 @@ func Start(o Options) (*Node, error) {
 			return nil, fmt.Errorf("nats listen port %q: %w", port, err)
 		}
 	}
+	if o.Logger != nil {
+		opts.NoLog = false
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("create nats server: %w", err)
+	}
+	if o.Logger != nil {
+		srv.SetLogger(slogAdapter{o.Logger.With("component", "nats")}, false, false)
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
@@ -87,4 +98,20 @@ func (n *Node) ClientURL() string {
 func (n *Node) Shutdown() {
 	n.srv.Shutdown()
 	n.srv.WaitForShutdown()
+}
+
+// slogAdapter is nats-server's Logger over slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Noticef(format string, v ...any) { a.log(slog.LevelDebug, format, v) }
+func (a slogAdapter) Warnf(format string, v ...any)   { a.log(slog.LevelWarn, format, v) }
+func (a slogAdapter) Fatalf(format string, v ...any)  { a.log(slog.LevelError, format, v) }
+func (a slogAdapter) Errorf(format string, v ...any)  { a.log(slog.LevelError, format, v) }
+func (a slogAdapter) Debugf(format string, v ...any)  { a.log(slog.LevelDebug, format, v) }
+func (a slogAdapter) Tracef(format string, v ...any)  { a.log(slog.LevelDebug-4, format, v) }
+
+func (a slogAdapter) log(level slog.Level, format string, v []any) {
+	if a.l.Enabled(context.Background(), level) {
+		a.l.Log(context.Background(), level, fmt.Sprintf(format, v...))
+	}
 }

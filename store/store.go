@@ -18,6 +18,10 @@ var (
 	ErrNotFound      = errors.New("not found")
 	ErrConflict      = errors.New("already exists")
 	ErrRefreshReused = errors.New("refresh token was already used")
+	// ErrUnavailable: the store cannot do it now (disk full, I/O error,
+	// lock held too long, connection lost) and a later retry may succeed.
+	// Consumers wait and retry such errors instead of dead-lettering.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // Conversation types.

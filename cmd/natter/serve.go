@@ -40,7 +40,7 @@ func serve(ctx context.Context, args []string) error {
 	}
 	node, err := natsnode.Start(natsnode.Options{
 		StoreDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen,
-		SyncAlways: cfg.Fsync == config.FsyncAlways, SyncInterval: cfg.SyncInterval,
+		SyncAlways: cfg.Fsync == config.FsyncAlways, SyncInterval: cfg.SyncInterval, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -64,6 +64,7 @@ type Node struct {
 	log      *tailBuffer
 
 	mu     sync.Mutex
+	fsize  int64 // RLIMIT_FSIZE of the next start, 0 for none
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once cmd has been waited for
 	state  *os.ProcessState
@@ -163,9 +164,25 @@ func (n *Node) Starts() int {
 // Client returns a REST client of this node.
 func (n *Node) Client() *Client { return NewClient(n.URL(), ClientOptions{}) }
 
+// SetFileSizeLimit caps, from the next start on, every file the process
+// writes at bytes (RLIMIT_FSIZE through prlimit(1), so the pid stays
+// natter's): a write past it fails with EFBIG, as a write to a full disk
+// fails with ENOSPC. 0 removes the cap.
+func (n *Node) SetFileSizeLimit(bytes int64) {
+	n.mu.Lock()
+	n.fsize = bytes
+	n.mu.Unlock()
+}
+
 // launch starts the process and waits for /healthz within ctx.
 func (n *Node) launch(ctx context.Context) error {
+	n.mu.Lock()
+	fsize := n.fsize
+	n.mu.Unlock()
 	cmd := exec.Command(n.bin, n.args...)
+	if fsize > 0 {
+		cmd = exec.Command("prlimit", append([]string{fmt.Sprintf("--fsize=%d", fsize), n.bin}, n.args...)...)
+	}
 	fmt.Fprintf(n.log, "--- %s natter %s\n", time.Now().Format("15:04:05.000"), strings.Join(n.args, " "))
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	if err := cmd.Start(); err != nil {
