@@ -68,6 +68,12 @@ func transient(err error) bool {
 	return errors.Is(err, errTransient) || errors.Is(err, store.ErrUnavailable)
 }
 
+// pullExpiry bounds how long a consumer can sit idle on a pull request
+// the server no longer serves (after an operator resumes a paused
+// consumer it takes up to this long to flow again); nats.go's 30 s
+// default stalled resumed consumers for that long.
+const pullExpiry = 5 * time.Second
+
 // Retries in place back off up to maxStallBackoff and say so in the log at
 // most every stallLogEvery.
 const (
@@ -136,7 +142,7 @@ func (r *runner) run(ctx context.Context, handle batchFunc) error {
 		case ch <- m:
 		case <-done:
 		}
-	}, jetstream.PullMaxMessages(r.opts.BatchSize*2), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+	}, jetstream.PullMaxMessages(r.opts.BatchSize*2), jetstream.PullExpiry(pullExpiry), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
 			r.log.Debug("consume", "err", err)
 		}

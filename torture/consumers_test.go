@@ -17,10 +17,10 @@ import (
 	"github.com/natter-chat/natter/streams"
 )
 
-// TestConsumerFaults kills natter while persist and fanout are behind:
-// clients pour messages in faster than the consumers drain CONV, the test
-// watches the consumers' ack floors through NATS and sends SIGKILL once
-// both lag. After the restart it reconciles the CONV stream, the store
+// TestConsumerFaults kills natter while persist and fanout are behind and
+// at work: the test pauses both consumers through NATS while clients pour
+// a burst in, resumes them one after the other, watches their ack floors
+// and sends SIGKILL once both are working through their backlogs. After the restart it reconciles the CONV stream, the store
 // (history) and the inboxes (the INBOX stream and every device's replay):
 // nothing missing, nothing twice.
 func TestConsumerFaults(t *testing.T) {
@@ -28,7 +28,7 @@ func TestConsumerFaults(t *testing.T) {
 	rounds := max(3, int(*duration/(20*time.Second)))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds)*2*time.Minute+5*time.Minute)
 	defer cancel()
-	node := testnode.Start(t, testnode.Options{NATS: true, Flags: []string{"--fsync", *fsyncMode, "--max-ack-pending", "4"}})
+	node := testnode.Start(t, testnode.Options{NATS: true, Flags: []string{"--fsync", *fsyncMode, "--max-ack-pending", "1"}})
 	rest := node.Client()
 	defer rest.Close()
 	view, err := dialNATS(node.NATSURL())
@@ -60,27 +60,57 @@ func TestConsumerFaults(t *testing.T) {
 		drains                  []time.Duration
 	)
 	for round := range rounds {
+		// CONV's tail before the burst: the burst may be in before the
+		// loop below first looks.
+		start, err := view.lag(ctx, streams.ConsumerPersist)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Both consumers keep up with 8 senders even one event at a time,
+		// so the test holds them back (JetStream's consumer pause, as an
+		// operator would) while most of the burst comes in, lets them run,
+		// and kills natter while both work through their backlogs.
+		for _, name := range []string{streams.ConsumerPersist, streams.ConsumerFanout} {
+			if _, err := view.js.PauseConsumer(ctx, streams.StreamConv, name, time.Now().Add(wait)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for _, c := range clients {
 			c.burst(perPhone, func(cmid string) string {
 				return fmt.Sprintf("round %d: %s %s", round, cmid, strings.Repeat("x", 200))
 			})
 		}
-		// Kill once both consumers are behind, or when the burst is nearly
-		// in (then the round counts as not behind).
+		// Persist is let go first (it is the slower one), fanout once
+		// persist is at work; the kill comes when fanout is at work too.
 		target := users * perPhone * 7 / 10
 		var p, fo lag
-		start, _ := view.lag(ctx, streams.ConsumerPersist)
-		for {
+		stage := 0 // 0: both paused, 1: persist running, 2: both running
+		working := func(l lag) bool { return l.behind() >= 1 && (l.ackFloor > start.convLast || l.inFlight > 0) }
+		resume := func(name string) {
+			if _, err := view.js.ResumeConsumer(ctx, streams.StreamConv, name); err != nil {
+				t.Fatal(err)
+			}
+			stage++
+		}
+	watch:
+		for deadline := time.Now().Add(wait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
 			if p, err = view.lag(ctx, streams.ConsumerPersist); err != nil {
 				t.Fatal(err)
 			}
 			if fo, err = view.lag(ctx, streams.ConsumerFanout); err != nil {
 				t.Fatal(err)
 			}
-			if p.behind() >= 50 && fo.behind() >= 50 || p.convLast-start.convLast >= uint64(target) {
-				break
+			switch {
+			case stage == 0 && p.convLast-start.convLast >= uint64(target):
+				resume(streams.ConsumerPersist)
+			case stage == 1 && (working(p) || p.behind() == 0):
+				resume(streams.ConsumerFanout)
+			case stage == 2 && (working(fo) || fo.behind() == 0 || p.behind() == 0):
+				break watch
 			}
-			time.Sleep(2 * time.Millisecond)
+		}
+		if stage < 2 {
+			t.Fatalf("round %d: consumers not running 60 s after the burst (stage %d)", round, stage)
 		}
 		unacked := 0
 		for _, c := range clients {
