@@ -31,11 +31,20 @@ func (g *Gateway) send(ctx context.Context, c auth.Claims, req *schema.SendReque
 	// store, which keeps every (sender, client_message_id) for good; the
 	// filter spares that read for ids surely never used.
 	if g.seen.mayHave(c.UserID, req.ClientMessageID) {
-		if m, err := g.st.MessageByClientID(ctx, c.UserID, req.ClientMessageID); err == nil {
-			return ackOf(schema.Message{ClientMessageID: m.ClientMessageID, MessageID: m.ID,
-				ConversationID: m.ConversationID, Seq: m.Seq, ServerTS: m.ServerTS}, true), nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return schema.Ack{}, err
+		if ack, found, err := g.storedAck(ctx, c.UserID, req.ClientMessageID); found || err != nil {
+			return ack, err
+		}
+		// A loaded filter says "maybe" for ids used before and for 0.1 %
+		// of new ones. The store may just not have the message yet: when
+		// persist lags by more than the duplicate window, JetStream no
+		// longer knows it either. Wait for persist and look again.
+		if g.seen.ready.Load() {
+			if err := g.persisted(ctx); err != nil {
+				return schema.Ack{}, err
+			}
+			if ack, found, err := g.storedAck(ctx, c.UserID, req.ClientMessageID); found || err != nil {
+				return ack, err
+			}
 		}
 	}
 	if req.MessageType == schema.MessageTypeGroup {
@@ -52,6 +61,20 @@ func (g *Gateway) send(ctx context.Context, c auth.Claims, req *schema.SendReque
 		MessageType: schema.MessageTypeUser, Content: req.Content, ClientMessageID: req.ClientMessageID,
 		ServerTS: time.Now().UnixMilli(),
 	})
+}
+
+// storedAck answers a retry from the store: the original ack, marked
+// duplicate, when the sender used clientMessageID before.
+func (g *Gateway) storedAck(ctx context.Context, senderID, clientMessageID string) (schema.Ack, bool, error) {
+	m, err := g.st.MessageByClientID(ctx, senderID, clientMessageID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return schema.Ack{}, false, nil
+	case err != nil:
+		return schema.Ack{}, false, err
+	}
+	return ackOf(schema.Message{ClientMessageID: m.ClientMessageID, MessageID: m.ID,
+		ConversationID: m.ConversationID, Seq: m.Seq, ServerTS: m.ServerTS}, true), true, nil
 }
 
 // direct returns the direct conversation of me and peer, creating it, after

@@ -6,11 +6,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/natter-chat/natter/internal/testnode"
+	"github.com/natter-chat/natter/streams"
 )
 
 // TestRetries resends messages with the same client_message_id after a
@@ -351,4 +353,76 @@ func firstCursor(ctx context.Context, t *testing.T, node *testnode.Node, d testn
 		t.Fatal(err)
 	}
 	return s.Cursor
+}
+
+// TestRetryAfterWindowWhilePersistLags retries messages after JetStream's
+// duplicate window (1 s) while persist has not stored them (it is paused
+// through NATS, as by an operator or a slow disk): neither JetStream nor
+// the store knows them, so the retry must wait for persist and answer
+// the original instead of creating a second message.
+func TestRetryAfterWindowWhilePersistLags(t *testing.T) {
+	f := newFigures(t, "retry-while-persist-lags")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	node := testnode.Start(t, testnode.Options{NATS: true, Flags: []string{"--duplicate-window", "1s"}})
+	rest := node.Client()
+	defer rest.Close()
+	view, err := dialNATS(node.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer view.Close()
+	_, as, err := rest.NewUser(ctx, "alice", password, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, bs, err := rest.NewUser(ctx, "bob", password, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !eventually(30*time.Second, func() bool { return strings.Contains(node.Log(), "dedupe filter loaded") }) {
+		t.Fatal("natter never logged that its dedupe filter loaded")
+	}
+	if _, err := view.js.PauseConsumer(ctx, streams.StreamConv, streams.ConsumerPersist, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	acks := make([]testnode.Ack, n)
+	for i := range acks {
+		if acks[i], err = rest.Send(ctx, as[0].Access, testnode.NewSend(fmt.Sprint("lag-", i), bob.ID, "before the window ran out")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // JetStream forgets the ids
+	resumed := make(chan error, 1)
+	go func() {
+		time.Sleep(time.Second)
+		_, err := view.js.ResumeConsumer(ctx, streams.StreamConv, streams.ConsumerPersist)
+		resumed <- err
+	}()
+	began := time.Now()
+	same, fresh := 0, 0
+	for i, orig := range acks {
+		a, err := rest.Send(ctx, as[0].Access, testnode.NewSend(fmt.Sprint("lag-", i), bob.ID, "retried after the window"))
+		if err != nil {
+			t.Fatalf("retry %d: %v", i, err)
+		}
+		if a.MessageID == orig.MessageID && a.Seq == orig.Seq && a.Duplicate {
+			same++
+		} else {
+			fresh++
+		}
+	}
+	if err := <-resumed; err != nil {
+		t.Fatal(err)
+	}
+	f.add("retries", n)
+	f.add("first_retries_waited", time.Since(began).Round(time.Millisecond))
+	f.expect("retries_answered_with_original", same, n)
+	f.expect("retries_that_created_a_message", fresh, 0)
+	h, err := rest.History(ctx, bs[0].Access, acks[0].ConversationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.expect("messages_in_history", len(h), n)
 }
