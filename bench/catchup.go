@@ -2,7 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,8 +92,12 @@ func runCatchup(ctx context.Context, e *env) (*Report, error) {
 	for i := range np {
 		wg.Go(func() {
 			for j := range k {
+				// A connection that ended answers nothing: without Done
+				// a full window would wait for ever.
 				select {
 				case slots[i] <- struct{}{}:
+				case <-conns[i].Done():
+					return
 				case <-ctx.Done():
 					return
 				}
@@ -110,8 +118,13 @@ func runCatchup(ctx context.Context, e *env) (*Report, error) {
 		return nil, err
 	}
 	sent := l.Tally(nil, false)
+	if err := checkAccumulated(sent, np*k, e.errs.Snapshot()); err != nil {
+		return nil, err
+	}
 
-	// Every device reconnects at once with its cursor.
+	// Every device reconnects at once with its cursor. Missing counts,
+	// per device, the acked messages (all np*k of them, as checked above)
+	// that its synced came without.
 	server, self := e.watchServer(), e.watchSelf()
 	toSynced := NewRecorder()
 	var missing, replayed, synced atomic.Int64
@@ -168,4 +181,34 @@ func runCatchup(ctx context.Context, e *env) (*Report, error) {
 	}
 	r.Errors = e.errs.Snapshot()
 	return r, nil
+}
+
+// errShortAccumulation is a catchup whose devices would not have --events
+// messages waiting: its replay would measure a smaller catch-up than asked.
+var errShortAccumulation = errors.New("accumulation fell short")
+
+// checkAccumulated fails a catchup unless every one of the want messages
+// of the accumulation was acked; the error counts what happened to the
+// rest, and errs (the error counts so far) says why.
+func checkAccumulated(t Tally, want int, errs map[string]int64) error {
+	if t.Acked >= int64(want) {
+		return nil
+	}
+	return fmt.Errorf("%w: %d of %d messages acked (%d refused, %d unanswered, %d never sent); errors: %s",
+		errShortAccumulation, t.Acked, want, t.Failed, t.Unacked, int64(want)-t.Sent, errorList(errs))
+}
+
+// errorList renders error counts by code, sorted, for an error message.
+func errorList(errs map[string]int64) string {
+	if len(errs) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, code := range slices.Sorted(maps.Keys(errs)) {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", code, errs[code])
+	}
+	return b.String()
 }

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -35,6 +37,17 @@ type fakeNatter struct {
 	// dropped, or sent twice.
 	dropNth, dupNth int
 	deliveries      int
+	// Faults: from the nth send on (counting from 1, over all
+	// connections) sends are refused with rate_limited; or left
+	// unanswered, the connection of the nth closed hangUpDelay later
+	// (when the client has had time to fill its window).
+	refuseFrom, hangUpFrom int
+	hangUpDelay            time.Duration
+	sends                  int
+
+	// connBallast is memory each connection holds (touched, so resident):
+	// a known per-connection cost for the idle scenario to measure.
+	connBallast int
 }
 
 type fakeUser struct {
@@ -44,9 +57,10 @@ type fakeUser struct {
 }
 
 type fakeConn struct {
-	ws   *websocket.Conn
-	out  chan []byte
-	user *fakeUser
+	ws      *websocket.Conn
+	out     chan []byte
+	user    *fakeUser
+	ballast []byte
 }
 
 func newFakeNatter() *fakeNatter {
@@ -126,7 +140,7 @@ func (s *fakeNatter) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	c := &fakeConn{ws: ws, out: make(chan []byte, 1<<14), user: u}
+	c := &fakeConn{ws: ws, out: make(chan []byte, 1<<14), user: u, ballast: bytes.Repeat([]byte{1}, s.connBallast)}
 
 	// Replay, synced and registration for live events happen under one
 	// lock: nothing falls between them.
@@ -191,6 +205,9 @@ func (s *fakeNatter) serveWS(w http.ResponseWriter, r *http.Request) {
 func (s *fakeNatter) send(c *fakeConn, cmid, to, content string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sendFault(c, cmid) {
+		return
+	}
 	from := c.user
 	key := from.id + "/" + cmid
 	if ack, ok := s.acks[key]; ok {
@@ -243,6 +260,23 @@ func (s *fakeNatter) send(c *fakeConn, cmid, to, content string) {
 	s.push(c, mustJSON(ack))
 }
 
+// sendFault applies the refuseFrom and hangUpFrom faults to a send and
+// reports whether it did. The caller holds mu.
+func (s *fakeNatter) sendFault(c *fakeConn, cmid string) bool {
+	s.sends++
+	switch {
+	case s.hangUpFrom > 0 && s.sends >= s.hangUpFrom:
+		if s.sends == s.hangUpFrom {
+			time.AfterFunc(s.hangUpDelay, func() { c.ws.Close() })
+		}
+		return true
+	case s.refuseFrom > 0 && s.sends >= s.refuseFrom:
+		s.push(c, mustJSON(map[string]any{"type": "error", "status": 429, "code": "rate_limited", "ref": cmid}))
+		return true
+	}
+	return false
+}
+
 // push queues b on c, or drops a connection that stopped reading (as
 // natter does, with 4029). The caller holds mu.
 func (s *fakeNatter) push(c *fakeConn, b []byte) {
@@ -273,8 +307,12 @@ func mustJSON(v any) []byte {
 }
 
 // fakeServeEnv makes the test binary act as `natter serve`, so that
-// --spawn can be tested with it as --natter-bin.
-const fakeServeEnv = "NATTER_BENCH_FAKE_SERVE"
+// --spawn can be tested with it as --natter-bin; fakeBallastEnv sets its
+// connBallast (bytes).
+const (
+	fakeServeEnv   = "NATTER_BENCH_FAKE_SERVE"
+	fakeBallastEnv = "NATTER_BENCH_FAKE_BALLAST"
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(fakeServeEnv) == "1" && len(os.Args) > 1 && os.Args[1] == "serve" {
@@ -303,6 +341,7 @@ func fakeServe(args []string) int {
 		return 1
 	}
 	fake := newFakeNatter()
+	fake.connBallast, _ = strconv.Atoi(os.Getenv(fakeBallastEnv))
 	srv := &http.Server{Handler: fake.Handler()}
 	go func() { _ = srv.Serve(ln) }()
 	sig := make(chan os.Signal, 1)

@@ -13,7 +13,8 @@ const defaultHeartbeat = 25 * time.Second
 
 // runIdle is the idle scenario: --conns connections that only keep
 // themselves alive, held for --duration; it reports the server's RSS per
-// connection and its CPU at idle.
+// connection (averaged over all of them, and marginal from half of them to
+// all) and its CPU at idle.
 func runIdle(ctx context.Context, e *env) (*Report, error) {
 	cfg := e.cfg
 	n, na := cfg.Conns, accountsFor(cfg)
@@ -41,7 +42,7 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 		o := opened.Load()
 		return fmt.Sprintf("idle connecting %d/%d  failed %d  %.0f/s", o, n, failed.Load(), float64(o)/elapsed.Seconds())
 	})
-	err = forEach(ctx, n, cfg.Concurrency, func(ctx context.Context, i int) error {
+	connect := func(ctx context.Context, i int) error {
 		c, err := e.dial.Dial(ctx, accts[i%na].Token, "", handler)
 		if err != nil {
 			failed.Add(1)
@@ -57,7 +58,8 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 		conns[i] = c
 		opened.Add(1)
 		return nil
-	})
+	}
+	samples, err := openInHalves(ctx, conns, cfg.Concurrency, server, connect)
 	stop()
 	if err != nil {
 		return nil, err
@@ -127,8 +129,96 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 			r.Connections.ServerRSSPerConn = float64(grown) / float64(len(live))
 		}
 	}
+	if len(samples) == 2 {
+		e.setMarginalRSS(r.Connections, samples[0], samples[1])
+	}
 	r.Errors = e.errs.Snapshot()
 	return r, nil
+}
+
+// openInHalves calls connect for every index of conns, workers at a time:
+// first for half of them, then for the rest, each half followed by a
+// settled sample of the server's RSS. The difference of the two samples is
+// what the second half cost, free of what the server held before the
+// first connection. It returns no samples when the server's pid is
+// unknown, or there are too few connections for two halves.
+func openInHalves(ctx context.Context, conns []*Conn, workers int, server *procWatch, connect func(context.Context, int) error) ([]rssAt, error) {
+	half := len(conns) / 2
+	if err := forEach(ctx, half, workers, connect); err != nil {
+		return nil, err
+	}
+	var samples []rssAt
+	if half > 0 {
+		if s, ok := settledRSS(ctx, server, conns[:half]); ok {
+			samples = append(samples, s)
+		}
+	}
+	rest := func(ctx context.Context, j int) error { return connect(ctx, half+j) }
+	if err := forEach(ctx, len(conns)-half, workers, rest); err != nil {
+		return nil, err
+	}
+	if len(samples) == 1 {
+		if s, ok := settledRSS(ctx, server, conns); ok {
+			return append(samples, s), nil
+		}
+	}
+	return nil, nil
+}
+
+// rssAt is the server's RSS while it held conns connections.
+type rssAt struct {
+	conns int64
+	rss   int64
+}
+
+// settledRSS samples the server's RSS once it holds still, with the
+// connections of conns that are open at that moment.
+func settledRSS(ctx context.Context, server *procWatch, conns []*Conn) (rssAt, bool) {
+	s, ok := server.settle(ctx, 10*time.Second)
+	if !ok {
+		return rssAt{}, false
+	}
+	return rssAt{conns: countOpen(conns), rss: s.RSS}, true
+}
+
+// countOpen counts the connections of conns that were opened and have not
+// ended.
+func countOpen(conns []*Conn) (n int64) {
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		select {
+		case <-c.Done():
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// marginalRSS is the server's RSS growth per connection from a to b. It is
+// only meaningful when b holds more connections and more memory: a shrink
+// means the server returned memory between the samples (the GC, the
+// hashing garbage), which no per-connection cost explains.
+func marginalRSS(a, b rssAt) (float64, bool) {
+	added, grown := b.conns-a.conns, b.rss-a.rss
+	if added <= 0 || grown <= 0 {
+		return 0, false
+	}
+	return float64(grown) / float64(added), true
+}
+
+// setMarginalRSS puts the marginal RSS per connection from a to b into c,
+// or logs why there is none.
+func (e *env) setMarginalRSS(c *Connections, a, b rssAt) {
+	per, ok := marginalRSS(a, b)
+	if !ok {
+		e.log.Warn("no marginal RSS per connection: RSS or connections did not grow between the samples",
+			"conns_from", a.conns, "rss_from", a.rss, "conns_to", b.conns, "rss_to", b.rss)
+		return
+	}
+	c.ServerRSSMarginalPerConn, c.MarginalFrom, c.MarginalTo = per, a.conns, b.conns
 }
 
 // accountsFor is how many accounts the connections of idle and churn share.

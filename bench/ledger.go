@@ -257,6 +257,18 @@ func (t *Tally) add(o Tally) {
 	t.Lost += o.Lost
 }
 
+// minus is t without the messages of o, a subset of t's.
+func (t Tally) minus(o Tally) Tally {
+	return Tally{
+		Sent:      t.Sent - o.Sent,
+		Acked:     t.Acked - o.Acked,
+		Failed:    t.Failed - o.Failed,
+		Unacked:   t.Unacked - o.Unacked,
+		Delivered: t.Delivered - o.Delivered,
+		Lost:      t.Lost - o.Lost,
+	}
+}
+
 // tally accounts for messages [lo, hi) of f.
 func (f *Flow) tally(lo, hi int) Tally {
 	f.mu.Lock()

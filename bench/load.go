@@ -83,25 +83,13 @@ func (e *env) runLoad(ctx context.Context, l *Ledger, senders []loadSender, p lo
 		return err
 	}
 	settled := l.Settled()
-	measured, all := l.Tally(nil, true), l.Tally(nil, false)
 	if !settled {
+		all := l.Tally(nil, false)
 		e.log.Warn("drain timed out: lost may count late deliveries (raise --drain)",
 			"drain", e.cfg.Drain, "unacked", all.Unacked, "undelivered", all.Lost)
 	}
 	r.Seconds = window.Seconds()
-	r.Messages = &Messages{
-		Offered:         measured.Sent,
-		Acked:           measured.Acked,
-		Failed:          measured.Failed,
-		Delivered:       measured.Delivered,
-		OfferedPerSec:   perSec(measured.Sent, window),
-		AckedPerSec:     perSec(measured.Acked, window),
-		DeliveredPerSec: perSec(measured.Delivered, window),
-		Unacked:         all.Unacked,
-		Lost:            all.Lost,
-		Duplicates:      l.Duplicates(),
-		Settled:         settled,
-	}
+	r.Messages = loadMessages(l, window, settled)
 	r.Latency.SendToAck = new(l.Ack.Summary())
 	r.Latency.SendToDelivery = new(l.Delivery.Summary())
 	r.Errors = e.errs.Snapshot()
@@ -109,6 +97,32 @@ func (e *env) runLoad(ctx context.Context, l *Ledger, senders []loadSender, p lo
 		e.log.Warn("frames about messages not of this run", "count", n)
 	}
 	return nil
+}
+
+// loadMessages is the Messages section of a load that l accounted for
+// over the measured window. Unacked and Lost count the same measured
+// messages as Offered, so that "lost N of M offered" compares like with
+// like; the warm-up's own are reported beside them, since a warm-up loss
+// is as much a server fault. Duplicates cannot always be tied to a message
+// (a repeated seq is caught before the lookup), so they stay whole-run.
+func loadMessages(l *Ledger, window time.Duration, settled bool) *Messages {
+	measured := l.Tally(nil, true)
+	warmup := l.Tally(nil, false).minus(measured)
+	return &Messages{
+		Offered:         measured.Sent,
+		Acked:           measured.Acked,
+		Failed:          measured.Failed,
+		Delivered:       measured.Delivered,
+		OfferedPerSec:   perSec(measured.Sent, window),
+		AckedPerSec:     perSec(measured.Acked, window),
+		DeliveredPerSec: perSec(measured.Delivered, window),
+		Unacked:         measured.Unacked,
+		Lost:            measured.Lost,
+		WarmupUnacked:   warmup.Unacked,
+		WarmupLost:      warmup.Lost,
+		Duplicates:      l.Duplicates(),
+		Settled:         settled,
+	}
 }
 
 // loadProgress is the progress line of a message load.

@@ -130,13 +130,15 @@ func runRawJetStream(ctx context.Context, e *env) (*Report, error) {
 		return nil, ctx.Err()
 	}
 	window := loadEnd.Sub(measureFrom)
+	pending := int64(js.PublishAsyncPending()) // warm-up publishes too
 	r.Seconds = window.Seconds()
 	r.Messages = &Messages{
 		Offered:       published.Load(),
 		Acked:         acked.Load(),
 		OfferedPerSec: perSec(published.Load(), window),
 		AckedPerSec:   perSec(acked.Load(), window),
-		Unacked:       int64(js.PublishAsyncPending()),
+		Unacked:       pending,
+		Settled:       pending == 0,
 	}
 	r.Latency.SendToAck = new(lat.Summary())
 	r.Errors = e.errs.Snapshot()

@@ -83,14 +83,16 @@ func runRawWSEcho(ctx context.Context, e *env) (*Report, error) {
 	writers.Wait()
 	loadEnd := time.Now()
 	r.Bench = self.stats()
-	err = waitFor(ctx, cfg.Drain, func() bool {
+	drained := func() bool {
 		for _, c := range clients {
 			if len(c.slots) > 0 {
 				return false
 			}
 		}
 		return true
-	})
+	}
+	err = waitFor(ctx, cfg.Drain, drained)
+	settled := drained() // no echo outstanding when the drain ended
 	for _, c := range clients {
 		c.ws.Close() // ends its reader
 	}
@@ -106,6 +108,7 @@ func runRawWSEcho(ctx context.Context, e *env) (*Report, error) {
 		OfferedPerSec: perSec(sent.Load(), window),
 		AckedPerSec:   perSec(echoed.Load(), window),
 		Unacked:       sent.Load() - echoed.Load(),
+		Settled:       settled,
 	}
 	r.Latency.RoundTrip = new(rtt.Summary())
 	r.Errors = e.errs.Snapshot()

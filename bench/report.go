@@ -36,11 +36,12 @@ type Report struct {
 	Bench  *ProcStats `json:"bench,omitempty"`
 }
 
-// Messages counts the messages sent in the measured window (Offered,
-// Acked, Failed, Delivered and their rates) and, over the whole run, the
+// Messages counts the messages sent in the measured window: Offered,
+// Acked, Failed, Delivered and their rates, and of the same messages the
 // ones that went wrong: Unacked, Lost (acked, not delivered when the drain
-// ended), Duplicates. Delivered counts deliveries (one per recipient);
-// Lost and Duplicates must be 0.
+// ended). WarmupUnacked and WarmupLost are those of the warm-up messages;
+// Duplicates is over the whole run. Delivered counts deliveries (one per
+// recipient); Lost, WarmupLost and Duplicates must be 0.
 type Messages struct {
 	Offered         int64   `json:"offered"`
 	Acked           int64   `json:"acked"`
@@ -51,6 +52,8 @@ type Messages struct {
 	DeliveredPerSec float64 `json:"delivered_per_sec"`
 	Unacked         int64   `json:"unacked"`
 	Lost            int64   `json:"lost"`
+	WarmupUnacked   int64   `json:"warmup_unacked,omitempty"`
+	WarmupLost      int64   `json:"warmup_lost,omitempty"`
 	Duplicates      int64   `json:"duplicates"`
 	// Settled is false when --drain ran out with messages still unacked
 	// or undelivered: the server was behind, and Lost may count
@@ -76,6 +79,14 @@ type Connections struct {
 	// connections held; absent when RSS did not grow.
 	ServerRSSBefore  int64   `json:"server_rss_before_bytes,omitempty"`
 	ServerRSSPerConn float64 `json:"server_rss_per_conn_bytes,omitempty"`
+	// ServerRSSMarginalPerConn is the growth of the server's settled RSS
+	// from holding MarginalFrom connections (about half) to holding
+	// MarginalTo (all), divided by the difference: unlike
+	// ServerRSSPerConn it leaves out what the server held before the
+	// first connection (e.g. password hashing garbage from the logins).
+	ServerRSSMarginalPerConn float64 `json:"server_rss_marginal_per_conn_bytes,omitempty"`
+	MarginalFrom             int64   `json:"server_rss_marginal_from_conns,omitempty"`
+	MarginalTo               int64   `json:"server_rss_marginal_to_conns,omitempty"`
 }
 
 // Catchup describes the catchup scenario; its Messages are those sent
@@ -113,12 +124,15 @@ type ProcStats struct {
 func (r *Report) Problem() error {
 	var p []string
 	if m := r.Messages; m != nil {
+		late := ""
+		if !m.Settled {
+			late = " (or late: the drain timed out)"
+		}
 		if m.Lost > 0 {
-			late := ""
-			if !m.Settled {
-				late = " (or late: the drain timed out)"
-			}
 			p = append(p, fmt.Sprintf("%d deliveries lost%s", m.Lost, late))
+		}
+		if m.WarmupLost > 0 {
+			p = append(p, fmt.Sprintf("%d warm-up deliveries lost%s", m.WarmupLost, late))
 		}
 		if m.Duplicates > 0 {
 			p = append(p, fmt.Sprintf("%d duplicate deliveries", m.Duplicates))
@@ -174,9 +188,15 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if r.Latency.SendToDelivery != nil {
 			row("delivered", countRate(m.Delivered, m.DeliveredPerSec))
 			row("lost", m.Lost)
-			row("duplicates", m.Duplicates)
+			if m.WarmupLost > 0 {
+				row("lost in warm-up", m.WarmupLost)
+			}
+			row("duplicates (whole run)", m.Duplicates)
 		}
 		row("unacked", m.Unacked)
+		if m.WarmupUnacked > 0 {
+			row("unacked in warm-up", m.WarmupUnacked)
+		}
 		if !m.Settled && r.Latency.SendToDelivery != nil {
 			row("drained", "no: server behind")
 		}
@@ -197,6 +217,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		}
 		if c.ServerRSSPerConn > 0 {
 			row("server RSS per conn", bytesIEC(int64(c.ServerRSSPerConn)))
+		}
+		if c.ServerRSSMarginalPerConn > 0 {
+			row(fmt.Sprintf("server RSS per conn, marginal %d → %d conns", c.MarginalFrom, c.MarginalTo),
+				bytesIEC(int64(c.ServerRSSMarginalPerConn)))
 		}
 	}
 	if c := r.Catchup; c != nil {

@@ -98,6 +98,23 @@ func TestPairsCountsLossAndDuplicates(t *testing.T) {
 	}
 }
 
+// A delivery lost in the warm-up is not among the measured messages that
+// offered counts: it is reported apart, and still fails the run.
+func TestPairsCountsWarmupLossApart(t *testing.T) {
+	fake, url := startFake(t)
+	fake.mu.Lock()
+	fake.dropNth = 3 // one pair: message 2, due 100 ms into a 500 ms warm-up
+	fake.mu.Unlock()
+	r, err := runBench(t, "pairs", "--url", url, "--pairs", "1", "--rate", "20", "--warmup", "500ms", "--duration", "500ms", "--drain", "300ms")
+	if err == nil || !strings.Contains(err.Error(), "1 warm-up deliveries lost") || strings.Contains(err.Error(), "1 deliveries lost") {
+		t.Fatalf("Main = %v, want an error naming the warm-up loss only", err)
+	}
+	m := r.Messages
+	if m == nil || m.Offered != 10 || m.Delivered != m.Offered || m.Lost != 0 || m.WarmupLost != 1 || m.Unacked != 0 || m.WarmupUnacked != 0 {
+		t.Fatalf("messages = %+v, want 10 offered and delivered, none of them lost, 1 lost in the warm-up", m)
+	}
+}
+
 func TestIdle(t *testing.T) {
 	_, url := startFake(t)
 	r, err := runBench(t, "idle", "--url", url, "--conns", "20", "--accounts", "5", "--source-ips", "3", "--duration", "500ms")
@@ -185,8 +202,8 @@ func TestRawWSEcho(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := r.Messages
-	if m == nil || m.Offered == 0 || m.Acked != m.Offered || m.Unacked != 0 {
-		t.Fatalf("messages = %+v, want every message echoed", m)
+	if m == nil || m.Offered == 0 || m.Acked != m.Offered || m.Unacked != 0 || !m.Settled {
+		t.Fatalf("messages = %+v, want every message echoed, settled", m)
 	}
 	if l := r.Latency.RoundTrip; l == nil || l.Count != m.Acked {
 		t.Errorf("round trips = %+v, want one per echo", l)
@@ -199,8 +216,8 @@ func TestRawJetStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := r.Messages
-	if m == nil || m.Offered == 0 || m.Acked != m.Offered || m.Unacked != 0 {
-		t.Fatalf("messages = %+v, want every publish acked", m)
+	if m == nil || m.Offered == 0 || m.Acked != m.Offered || m.Unacked != 0 || !m.Settled {
+		t.Fatalf("messages = %+v, want every publish acked, settled", m)
 	}
 	if l := r.Latency.SendToAck; l == nil || l.Count != m.Acked {
 		t.Errorf("ack latencies = %+v, want one per ack", l)
@@ -256,5 +273,37 @@ func TestReportTable(t *testing.T) {
 	}
 	if err := r.Problem(); err == nil || !strings.Contains(err.Error(), "1 deliveries lost") {
 		t.Errorf("Problem() = %v", err)
+	}
+}
+
+func TestReportTableWarmupAndMarginal(t *testing.T) {
+	pairs := &Report{
+		Scenario: "pairs", Params: map[string]any{},
+		Messages: &Messages{Offered: 100, Acked: 100, Delivered: 100, WarmupLost: 2, WarmupUnacked: 3, Settled: true},
+		Latency:  Latencies{SendToAck: &Latency{Count: 100}, SendToDelivery: &Latency{Count: 100}},
+	}
+	idle := &Report{
+		Scenario: "idle", Params: map[string]any{},
+		Connections: &Connections{Requested: 1000, Opened: 1000, ServerRSSMarginalPerConn: 30 << 10, MarginalFrom: 500, MarginalTo: 1000},
+	}
+	for _, c := range []struct {
+		r    *Report
+		want []string
+	}{
+		{pairs, []string{"lost in warm-up", "unacked in warm-up", "duplicates (whole run)"}},
+		{idle, []string{"server RSS per conn, marginal 500 → 1000 conns", "30.0 KiB"}},
+	} {
+		var b bytes.Buffer
+		if err := c.r.WriteTable(&b); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(b.String(), w) {
+				t.Errorf("%s table lacks %q:\n%s", c.r.Scenario, w, b.String())
+			}
+		}
+	}
+	if err := pairs.Problem(); err == nil || err.Error() != "2 warm-up deliveries lost" {
+		t.Errorf("Problem() = %v, want the warm-up loss", err)
 	}
 }
