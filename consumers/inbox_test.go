@@ -16,6 +16,14 @@ import (
 func startJetStream(t *testing.T, dupWindow time.Duration) jetstream.JetStream {
 	t.Helper()
 	js := natstest.JetStream(t)
+	ensureStreams(t, js, dupWindow)
+	return js
+}
+
+// ensureStreams creates (or re-creates) natter's streams and consumers,
+// with a 1 s ack wait.
+func ensureStreams(t *testing.T, js jetstream.JetStream, dupWindow time.Duration) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := streams.Ensure(ctx, js, streams.Setup{
@@ -25,7 +33,6 @@ func startJetStream(t *testing.T, dupWindow time.Duration) jetstream.JetStream {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	return js
 }
 
 func inboxSources(t *testing.T, js jetstream.JetStream, subject string) []uint64 {

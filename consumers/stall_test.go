@@ -158,13 +158,7 @@ func TestFanoutWaitsOutAnUnavailableInbox(t *testing.T) {
 	if n := deadLettered(t, js); n != 0 {
 		t.Fatalf("%d messages dead-lettered while the inbox was unavailable: recipients would never get them", n)
 	}
-	if err := streams.Ensure(ctx, js, streams.Setup{
-		Limits:   streams.Limits{Replicas: 1, ConvMaxAge: time.Hour, InboxMaxAge: time.Hour, MaxBytes: -1, DuplicateWindow: time.Minute},
-		Tuning:   streams.ConsumerTuning{MaxAckPending: 100, MaxDeliver: 3, AckWait: time.Second},
-		TokenTTL: time.Minute,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	ensureStreams(t, js, time.Minute) // the inbox is back
 	for _, u := range []string{"alice", "bob"} {
 		subj := streams.InboxSubject(u, streams.InboxMessages)
 		waitFor(t, u+"'s 10 events", func() bool { return len(inboxSources(t, js, subj)) >= 10 })

@@ -577,3 +577,53 @@ func TestStatusAnswerIsTheResultingStatus(t *testing.T) {
 		t.Errorf("POST /v1/messages/{id}/status {status: read} answered a status other than read in %d of 20 tries (%v): the answer is not the state after the status was applied", len(stale), stale)
 	}
 }
+
+// Typing is ephemeral: it reaches the other participant's devices live,
+// carries no cursor, is never replayed, and outsiders can neither send
+// nor see it.
+func TestTyping(t *testing.T) {
+	t.Parallel()
+	s := start(t)
+	alice, as := s.newUser("alice", 2)
+	bob, bs := s.newUser("bob", 1)
+	_, cs := s.newUser("carol", 1)
+	first := s.sendREST(as[0], bob, "t-0", "hi")
+	conv := str(first, "conversation_id")
+	a1, _ := s.connect(as[0], "")
+	b1, synced := s.connect(bs[0], "")
+	c1, _ := s.connect(cs[0], "")
+
+	a1.send(obj{"type": "typing", "conversation_id": conv, "state": "composing"})
+	ev := b1.waitType("typing")
+	if ev["conversation_id"] != conv || ev["user_id"] != alice.id || ev["state"] != "composing" || ev["cursor"] != nil {
+		t.Errorf("bob got typing event %v, want composing by alice in %s without a cursor", ev, conv)
+	}
+	a1.send(obj{"type": "typing", "conversation_id": conv, "state": "paused"})
+	b1.waitFor("typing paused", func(f obj) bool { return f["type"] == "typing" && f["state"] == "paused" })
+
+	// Bad state, and a conversation that is not carol's.
+	a1.send(obj{"type": "typing", "ref": "bad", "conversation_id": conv, "state": "shouting"})
+	if e := a1.waitFor("error bad", func(f obj) bool { return f["ref"] == "bad" }); e["type"] != "error" || num(e, "status") != 400 {
+		t.Errorf("typing with state shouting: %v, want error 400", e)
+	}
+	c1.send(obj{"type": "typing", "ref": "nosy", "conversation_id": conv, "state": "composing"})
+	if e := c1.waitFor("error nosy", func(f obj) bool { return f["ref"] == "nosy" }); e["type"] != "error" || num(e, "status") != 404 {
+		t.Errorf("carol typing in alice and bob's conversation: %v, want error 404", e)
+	}
+	// A stored event after the typing ones still arrives, with its cursor;
+	// then a resume from bob's first cursor replays it and no typing.
+	s.sendREST(as[0], bob, "t-1", "after typing")
+	if m := b1.waitMessage("t-1"); str(m, "cursor") == "" {
+		t.Errorf("message after typing has no cursor: %v", m)
+	}
+	b2, _ := s.connect(bs[0], str(synced, "cursor"))
+	b2.waitMessage("t-1")
+	for _, c := range []*wsClient{b2, c1} {
+		if n := c.count(isType("typing")); n != 0 {
+			t.Errorf("%s got %d typing events, want none", c.name, n)
+		}
+	}
+	if n := a1.count(isType("typing")); n != 0 {
+		t.Errorf("alice's own device got %d of her typing events, want none", n)
+	}
+}

@@ -167,16 +167,14 @@ func (s *session) run(ctx context.Context, cursor string) {
 	defer s.cancel()
 	// Subscribe before the sync point, so no event falls between the
 	// replay and the first live event; overlaps are skipped by cursor.
-	for _, subj := range []string{streams.DeliverFilter(s.claims.UserID), liveSubject(s.claims.UserID)} {
-		sub, err := s.g.nc.ChanSubscribe(subj, s.events)
-		if err != nil {
-			s.close(closeGoingAway, "unavailable")
-			break
-		}
+	// One subscription carries stored and ephemeral events alike: each
+	// costs about 0.7 KB in nats.go and nats-server per connection.
+	sub, err := s.g.nc.ChanSubscribe(streams.DeliverFilter(s.claims.UserID), s.events)
+	if err != nil {
+		s.close(closeGoingAway, "unavailable")
+	} else {
 		defer func() { _ = sub.Unsubscribe() }()
-		if subj != liveSubject(s.claims.UserID) {
-			s.inboxSub = sub
-		}
+		s.inboxSub = sub
 	}
 	expiry := time.AfterFunc(time.Until(s.claims.Expires), func() {
 		s.close(closeTokenExpired, "access token expired: refresh, then reconnect")
@@ -398,9 +396,7 @@ func (s *session) live(ctx context.Context, m *nats.Msg, c uint64) (uint64, erro
 	return n, s.write(withCursor(m.Data, n))
 }
 
-// Ephemeral events travel on core NATS, never stored.
-
-func liveSubject(userID string) string { return "natter.live." + userID }
+// Ephemeral events travel on core NATS (streams.LiveSubject), never stored.
 
 func (g *Gateway) typing(ctx context.Context, userID, conv, state string) error {
 	if state != "composing" && state != "paused" {
@@ -416,7 +412,7 @@ func (g *Gateway) typing(ctx context.Context, userID, conv, state string) error 
 	ev, _ := json.Marshal(schema.Typing{Type: schema.TypeTyping, ConversationID: conv, UserID: userID, State: state})
 	for _, u := range users {
 		if u != userID {
-			_ = g.nc.Publish(liveSubject(u), ev)
+			_ = g.nc.Publish(streams.LiveSubject(u), ev)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@
 //	natter.inbox.<user_id>.r            INBOX  receipt events for a user
 //	natter.dlq.<consumer>               DEADLETTER  what a consumer gave up on
 //	natter.deliver.<user_id>.<kind>     (core)  INBOX republishes every stored event here
+//	natter.deliver.<user_id>.live       (core)  ephemeral events (typing), never stored
 //
 // Each inbox sub-subject has exactly one writer (fanout for .m, receipts
 // for .r) that publishes in CONV order; that is what makes redelivery
@@ -90,6 +91,12 @@ func InboxFilter(userID string) string { return inboxPrefix + userID + ".>" }
 // cursor) and Nats-Last-Sequence (the previous event on the same inbox
 // subject), which is enough to detect a missed event.
 func DeliverFilter(userID string) string { return deliverPrefix + userID + ".>" }
+
+// LiveSubject carries a user's ephemeral events (typing): core NATS only,
+// under DeliverFilter so that a connection needs one subscription. Such
+// events carry no Nats-Sequence, which is how a connection tells them
+// from stored ones.
+func LiveSubject(userID string) string { return deliverPrefix + userID + ".live" }
 
 // DeadLetterSubject is where a consumer puts what it gave up on.
 func DeadLetterSubject(consumer string) string { return dlqPrefix + consumer }

@@ -31,30 +31,9 @@ func TestFullDisk(t *testing.T) {
 	f := newFigures(t, "full-disk")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	node := testnode.Start(t, testnode.Options{NATS: true})
-	rest := node.Client()
-	defer rest.Close()
-	_, as, err := rest.NewUser(ctx, "alice", password, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, bs, err := rest.NewUser(ctx, "bob", password, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := map[string]string{}
-	for _, d := range []testnode.Device{as[0], bs[0]} {
-		ws, _, err := node.Dial(ctx, d.Access, testnode.DialOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ws.WaitSynced(ctx)
-		ws.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		first[d.ID] = s.Cursor
-	}
+	d := startDuo(ctx, t, testnode.Options{NATS: true})
+	node, rest, view, as, bob, bs := d.node, d.rest, d.view, d.as, d.bob, d.bs
+	first := map[string]string{as[0].ID: firstCursor(ctx, t, node, as[0]), bs[0].ID: firstCursor(ctx, t, node, bs[0])}
 	var acked []testnode.Ack
 	content := strings.Repeat("d", 16<<10)
 	for i := range 20 {
@@ -187,11 +166,6 @@ func TestFullDisk(t *testing.T) {
 		f.expect("acked_missing_from_replay_"+d.Name, dc.missing, 0)
 		f.expect("duplicated_in_replay_"+d.Name, dc.duplicates, 0)
 	}
-	view, err := dialNATS(node.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer view.Close()
 	dead, err := view.streamMsgs(ctx, streams.StreamDeadLetter)
 	if err != nil {
 		t.Fatal(err)

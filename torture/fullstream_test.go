@@ -27,40 +27,14 @@ func TestFullStream(t *testing.T) {
 	f := newFigures(t, "full-stream")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	node := testnode.Start(t, testnode.Options{NATS: true, Flags: []string{"--stream-max-bytes", fmt.Sprint(streamCap)}})
-	rest := node.Client()
-	defer rest.Close()
-	view, err := dialNATS(node.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer view.Close()
-	_, as, err := rest.NewUser(ctx, "alice", password, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, bs, err := rest.NewUser(ctx, "bob", password, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := startDuo(ctx, t, testnode.Options{NATS: true, Flags: []string{"--stream-max-bytes", fmt.Sprint(streamCap)}})
+	node, rest, view, as, bob, bs := d.node, d.rest, d.view, d.as, d.bob, d.bs
 	sender, _, err := node.Dial(ctx, as[0].Access, testnode.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer sender.Close()
-	first := map[string]string{}
-	for _, d := range []testnode.Device{as[0], bs[0]} {
-		ws, _, err := node.Dial(ctx, d.Access, testnode.DialOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ws.WaitSynced(ctx)
-		ws.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		first[d.ID] = s.Cursor
-	}
+	first := map[string]string{as[0].ID: firstCursor(ctx, t, node, as[0]), bs[0].ID: firstCursor(ctx, t, node, bs[0])}
 	reader, _, err := node.Dial(ctx, bs[0].Access, testnode.DialOptions{Cursor: first[bob.ID]})
 	if err != nil {
 		t.Fatal(err)

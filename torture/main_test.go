@@ -3,6 +3,7 @@
 package torture
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -174,4 +175,35 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	}
 	i := int(math.Ceil(float64(len(sorted))*p/100)) - 1 // nearest rank
 	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// duo is a node with alice and bob, one device each: what most tests
+// start from. view reads the node's streams when opts.NATS is set.
+type duo struct {
+	node   *testnode.Node
+	rest   *testnode.Client
+	view   *natsView
+	as, bs []testnode.Device // alice's and bob's devices
+	bob    testnode.User
+}
+
+func startDuo(ctx context.Context, t *testing.T, opts testnode.Options) duo {
+	t.Helper()
+	d := duo{node: testnode.Start(t, opts)}
+	d.rest = d.node.Client()
+	t.Cleanup(d.rest.Close)
+	var err error
+	if opts.NATS {
+		if d.view, err = dialNATS(d.node.NATSURL()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(d.view.Close)
+	}
+	if _, d.as, err = d.rest.NewUser(ctx, "alice", password, 1); err != nil {
+		t.Fatal(err)
+	}
+	if d.bob, d.bs, err = d.rest.NewUser(ctx, "bob", password, 1); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

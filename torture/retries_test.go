@@ -24,17 +24,8 @@ func TestRetries(t *testing.T) {
 	f := newFigures(t, "retries")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	node := testnode.Start(t, testnode.Options{Flags: []string{"--duplicate-window", "1s", "--fsync", *fsyncMode}})
-	rest := node.Client()
-	defer rest.Close()
-	_, as, err := rest.NewUser(ctx, "alice", password, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, bs, err := rest.NewUser(ctx, "bob", password, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := startDuo(ctx, t, testnode.Options{Flags: []string{"--duplicate-window", "1s", "--fsync", *fsyncMode}})
+	node, rest, as, bob, bs := d.node, d.rest, d.as, d.bob, d.bs
 	bobFirst := firstCursor(ctx, t, node, bs[0])
 	dial := func() *testnode.WS {
 		t.Helper()
@@ -364,22 +355,8 @@ func TestRetryAfterWindowWhilePersistLags(t *testing.T) {
 	f := newFigures(t, "retry-while-persist-lags")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	node := testnode.Start(t, testnode.Options{NATS: true, Flags: []string{"--duplicate-window", "1s"}})
-	rest := node.Client()
-	defer rest.Close()
-	view, err := dialNATS(node.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer view.Close()
-	_, as, err := rest.NewUser(ctx, "alice", password, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bob, bs, err := rest.NewUser(ctx, "bob", password, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := startDuo(ctx, t, testnode.Options{NATS: true, Flags: []string{"--duplicate-window", "1s"}})
+	node, rest, view, as, bob, bs := d.node, d.rest, d.view, d.as, d.bob, d.bs
 	if !eventually(30*time.Second, func() bool { return strings.Contains(node.Log(), "dedupe filter loaded") }) {
 		t.Fatal("natter never logged that its dedupe filter loaded")
 	}
@@ -388,6 +365,7 @@ func TestRetryAfterWindowWhilePersistLags(t *testing.T) {
 	}
 	const n = 20
 	acks := make([]testnode.Ack, n)
+	var err error
 	for i := range acks {
 		if acks[i], err = rest.Send(ctx, as[0].Access, testnode.NewSend(fmt.Sprint("lag-", i), bob.ID, "before the window ran out")); err != nil {
 			t.Fatal(err)
