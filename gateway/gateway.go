@@ -74,6 +74,7 @@ type Gateway struct {
 	signer *auth.Signer
 	seq    *sequencer
 	seen   *seenIDs
+	stacks *stackPool
 	revoke *revocations
 
 	sendLimit *limiter
@@ -139,6 +140,7 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 	nc.SetReconnectHandler(func(*nats.Conn) { g.natsGen.Add(1) })
 	g.seq = newSequencer(js, conv, st)
 	g.seen = newSeenIDs()
+	g.stacks = newStackPool()
 	if l, ok := st.(clientIDLister); ok && cfg.SoleSequencer {
 		g.start(func(ctx context.Context) { g.loadSeenIDs(ctx, l) })
 	}

@@ -218,7 +218,7 @@ func (s *session) readLoop(ctx context.Context) {
 				"frame is over the %d-byte read limit", s.g.cfg.ReadLimit), ""))
 			continue
 		}
-		s.handleFrame(ctx, raw)
+		s.g.stacks.run(func() { s.handleFrame(ctx, raw) })
 		select {
 		case <-s.quit:
 			return
@@ -268,7 +268,9 @@ func (s *session) handleFrame(ctx context.Context, raw []byte) {
 // writeLoop owns the write side of the socket until the session closes.
 func (s *session) writeLoop(ctx context.Context, cursor string) {
 	defer s.conn.Close()
-	c, err := s.replay(ctx, cursor)
+	var c uint64
+	var err error
+	s.g.stacks.run(func() { c, err = s.replay(ctx, cursor) })
 	if err != nil {
 		if ctx.Err() == nil {
 			_ = s.write(mustJSON(schema.NewErrorFrame(err, "")))
@@ -391,7 +393,10 @@ func (s *session) live(ctx context.Context, m *nats.Msg, c uint64) (uint64, erro
 	prev, _ := strconv.ParseUint(m.Header.Get(nats.JSLastSequence), 10, 64)
 	if dropped, _ := s.inboxSub.Dropped(); prev > c || dropped > s.dropped || s.g.natsGeneration() != s.generation {
 		s.dropped, s.generation = dropped, s.g.natsGeneration()
-		return s.sendRange(ctx, c, 0, false)
+		var last uint64
+		var err error
+		s.g.stacks.run(func() { last, err = s.sendRange(ctx, c, 0, false) })
+		return last, err
 	}
 	return n, s.write(withCursor(m.Data, n))
 }
