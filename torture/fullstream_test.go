@@ -93,6 +93,11 @@ func TestFullStream(t *testing.T) {
 	if r.Status != http.StatusServiceUnavailable || r.ErrorCode() != "unavailable" {
 		t.Errorf("REST send into a full stream: %s, want 503 unavailable", r)
 	}
+	f.add("rest_retry_after", r.Header.Get("Retry-After"))
+	if r.Header.Get("Retry-After") != "30" || firstFull.RetryAfterMS != 30_000 {
+		t.Errorf("a full stream's refusal: Retry-After %q over REST, retry_after_ms %d over WebSocket; want 30 s, the time retention needs to free space",
+			r.Header.Get("Retry-After"), firstFull.RetryAfterMS)
+	}
 	for _, name := range []string{streams.StreamConv, streams.StreamInbox} {
 		s, err := view.js.Stream(ctx, name)
 		if err != nil {
