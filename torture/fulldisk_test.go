@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,6 +30,9 @@ const fullDiskHeadroom = 512 << 10
 // the cap, after kill -9).
 func TestFullDisk(t *testing.T) {
 	f := newFigures(t, "full-disk")
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Fatalf("the full-disk test caps file sizes with prlimit (util-linux): %v", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	d := startDuo(ctx, t, testnode.Options{NATS: true})
