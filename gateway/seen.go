@@ -82,7 +82,7 @@ type clientIDLister interface {
 	ClientMessageIDs(ctx context.Context, fn func(senderID, clientMessageID string)) error
 }
 
-// load fills the filter from the store once the store holds every
+// loadSeenIDs fills the filter from the store once the store holds every
 // message acknowledged before now; messages acknowledged meanwhile are
 // added by the send path. Then the filter answers.
 func (g *Gateway) loadSeenIDs(ctx context.Context, st clientIDLister) {
