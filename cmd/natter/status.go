@@ -52,17 +52,26 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 	ct := table.NewWriter()
 	ct.SetOutputMirror(out)
 	ct.SetTitle("consumers on " + streams.StreamConv)
-	ct.AppendHeader(table.Row{"consumer", "pending", "ack pending", "redelivered", "ack floor", "last delivered"})
+	ct.AppendHeader(table.Row{"consumer", "state", "pending", "ack pending", "redelivered", "ack floor", "last delivered"})
 	for _, name := range []string{streams.ConsumerPersist, streams.ConsumerFanout, streams.ConsumerReceipts} {
 		c, err := js.Consumer(ctx, streams.StreamConv, name)
 		if err != nil {
 			return fmt.Errorf("consumer %s: %w", name, err)
 		}
 		i := c.CachedInfo()
-		ct.AppendRow(table.Row{name, i.NumPending, i.NumAckPending, i.NumRedelivered, i.AckFloor.Stream, i.Delivered.Stream})
+		ct.AppendRow(table.Row{name, consumerState(i), i.NumPending, i.NumAckPending, i.NumRedelivered, i.AckFloor.Stream, i.Delivered.Stream})
 	}
 	ct.Render()
 	return nil
+}
+
+// consumerState says whether a consumer is running or paused (with the
+// nats CLI: `nats consumer pause CONV fanout`), and for how long.
+func consumerState(i *jetstream.ConsumerInfo) string {
+	if i.Paused {
+		return fmt.Sprintf("paused (%s left)", i.PauseRemaining.Round(time.Second))
+	}
+	return "running"
 }
 
 func humanBytes(n uint64) string {
