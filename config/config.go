@@ -17,6 +17,12 @@ const (
 	FsyncInterval = "interval"
 )
 
+// Stores natter can keep its records in.
+const (
+	StoreSQLite   = "sqlite"
+	StorePostgres = "postgres"
+)
+
 // Server is everything `natter serve` needs.
 type Server struct {
 	// HTTPAddr is where the gateway listens (REST, WebSocket, long-poll).
@@ -27,6 +33,14 @@ type Server struct {
 	// NATSListen exposes the embedded NATS server to NATS tools when set
 	// (host:port); empty keeps it in-process only.
 	NATSListen string
+
+	// Store is "sqlite" (the default: DataDir/natter.db) or "postgres"
+	// (the database at PostgresURL).
+	Store string
+	// PostgresURL is the --store postgres database, a postgres:// URL or a
+	// key=value DSN. It may hold a password, so it is never logged or
+	// quoted in errors.
+	PostgresURL string
 
 	// Fsync is "always" (JetStream and the store sync every write before
 	// it is acknowledged) or "interval" (they sync every SyncInterval).
@@ -86,6 +100,7 @@ func Default() Server {
 	return Server{
 		HTTPAddr:        "127.0.0.1:8080",
 		DataDir:         "natter-data",
+		Store:           StoreSQLite,
 		Fsync:           FsyncInterval,
 		SyncInterval:    time.Second,
 		RateLimit:       true,
@@ -113,6 +128,8 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address of the HTTP and WebSocket gateway")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "directory for all state (JetStream, database, signing key)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "expose the embedded NATS server on this host:port (off when empty)")
+	fs.StringVar(&c.Store, "store", c.Store, `where records live: "sqlite" (a file in --data) or "postgres" (--postgres-url)`)
+	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "PostgreSQL database for --store postgres (postgres://user:password@host:port/db)")
 	fs.StringVar(&c.Fsync, "fsync", c.Fsync, `"always": sync each write before acking; "interval": sync every --sync-interval`)
 	fs.DurationVar(&c.SyncInterval, "sync-interval", c.SyncInterval, "sync interval in --fsync interval mode")
 	fs.Func("rate-limit", `"on" or "off": every rate limit (default on)`, func(s string) error {
@@ -163,6 +180,9 @@ func (c Server) Validate() error {
 	}
 	check(c.HTTPAddr != "", "--http is required")
 	check(c.DataDir != "", "--data is required")
+	check(c.Store == StoreSQLite || c.Store == StorePostgres, `--store must be "sqlite" or "postgres", not %q`, c.Store)
+	// Never quote the URL: it may hold a password.
+	check(c.Store != StorePostgres || c.PostgresURL != "", "--store postgres needs --postgres-url (or NATTER_POSTGRES_URL)")
 	check(c.Fsync == FsyncAlways || c.Fsync == FsyncInterval, `--fsync must be "always" or "interval", not %q`, c.Fsync)
 	check(c.SyncInterval > 0, "--sync-interval must be positive")
 	check(c.SendBurst > 0 && c.SendRate > 0, "--send-burst and --send-rate must be positive")
