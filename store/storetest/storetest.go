@@ -43,6 +43,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteForUser", testDeleteForUser},
 		{"ConcurrentUse", testConcurrentUse},
 		{"NULCharacters", testNULCharacters},
+		{"ConcurrentEnsureDirect", testConcurrentEnsureDirect},
+		{"ConcurrentRefreshRotation", testConcurrentRefreshRotation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -876,5 +878,70 @@ func testNULCharacters(t *testing.T, s store.Store) {
 	}
 	if shares, err := s.SharesConversation(ctx, a, "u\x00"); err != nil || shares {
 		t.Fatalf("SharesConversation with a key holding U+0000 = %v, %v", shares, err)
+	}
+}
+
+// testConcurrentEnsureDirect: both participants opening the conversation
+// at the same moment (on several devices) all succeed, and it has exactly
+// its two participants.
+func testConcurrentEnsureDirect(t *testing.T, s store.Store) {
+	a, b := user(t, s, "alice"), user(t, s, "bob")
+	for round := range 5 {
+		conv := fmt.Sprintf("c%d", round)
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			x, y := a, b
+			if i%2 == 1 {
+				x, y = b, a
+			}
+			wg.Go(func() { errs[i] = s.EnsureDirect(t.Context(), conv, x, y, int64(10+i)) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			ok(t, err)
+		}
+		got, err := s.Participants(t.Context(), conv)
+		ok(t, err)
+		slices.Sort(got)
+		if want := []string{a, b}; !slices.Equal(got, want) {
+			t.Fatalf("Participants(%s) = %v, want %v", conv, got, want)
+		}
+	}
+}
+
+// testConcurrentRefreshRotation: one refresh token presented twice at the
+// same moment (a stolen copy racing its owner) rotates once; the other
+// presentation is reuse, which revokes the device.
+func testConcurrentRefreshRotation(t *testing.T, s store.Store) {
+	a := user(t, s, "alice")
+	for round := range 5 {
+		dev := fmt.Sprintf("d%d", round)
+		ok(t, s.CreateDevice(t.Context(), store.Device{ID: dev, UserID: a, CreatedAt: 10}, dev+"-h0"))
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Go(func() {
+				_, errs[i] = s.RotateRefresh(t.Context(), dev+"-h0", fmt.Sprintf("%s-h%d", dev, i+1), 20)
+			})
+		}
+		wg.Wait()
+		rotated, reused := 0, 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				rotated++
+			case errors.Is(err, store.ErrRefreshReused), errors.Is(err, store.ErrNotFound):
+				reused++ // ErrNotFound: it came after the reuse had revoked the device
+			default:
+				t.Fatalf("RotateRefresh: %v", err)
+			}
+		}
+		if rotated != 1 {
+			t.Fatalf("round %d: %d concurrent rotations of one token succeeded, want exactly 1 (errors %v)", round, rotated, errs)
+		}
+		if d, err := s.Device(t.Context(), dev); err != nil || d.RevokedAt == 0 {
+			t.Fatalf("round %d: device after a racing reuse = %+v, %v; want it revoked", round, d, err)
+		}
 	}
 }
