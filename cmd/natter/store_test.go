@@ -55,10 +55,19 @@ func TestServeRidesOutPostgresOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
 	// Names of this run's own, so that runs sharing a server do not collide.
 	suffix := fmt.Sprintf("%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
 	role, dbName := "natter_outage_"+suffix, "natter_test_outage_"+suffix
+	// Registered first, so it runs last: after natter and the reader have
+	// stopped. It owns conn, which a defer would close before cleanups run.
+	t.Cleanup(func() {
+		defer conn.Close(ctx)
+		for _, q := range []string{`DROP DATABASE IF EXISTS ` + dbName + ` WITH (FORCE)`, `DROP ROLE IF EXISTS ` + role} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+			}
+		}
+	})
 	for _, q := range []string{
 		`DROP DATABASE IF EXISTS ` + dbName + ` WITH (FORCE)`,
 		`DROP ROLE IF EXISTS ` + role,
@@ -69,10 +78,6 @@ func TestServeRidesOutPostgresOutage(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	t.Cleanup(func() {
-		conn.Exec(ctx, `DROP DATABASE IF EXISTS `+dbName+` WITH (FORCE)`)
-		conn.Exec(ctx, `DROP ROLE IF EXISTS `+role)
-	})
 	u, err := url.Parse(admin)
 	if err != nil {
 		t.Fatal(err)
