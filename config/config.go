@@ -27,6 +27,10 @@ type Server struct {
 	// NATSListen exposes the embedded NATS server to NATS tools when set
 	// (host:port); empty keeps it in-process only.
 	NATSListen string
+	// NATSInsecure turns the NATS listener's authentication off; without
+	// it NATS tools log in with the operator credentials that natter
+	// keeps in DataDir/keys/nats-operator.password.
+	NATSInsecure bool
 
 	// Fsync is "always" (JetStream and the store sync every write before
 	// it is acknowledged) or "interval" (they sync every SyncInterval).
@@ -112,7 +116,8 @@ func Default() Server {
 func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address of the HTTP and WebSocket gateway")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "directory for all state (JetStream, database, signing key)")
-	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "expose the embedded NATS server on this host:port (off when empty)")
+	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "expose the embedded NATS server on this host:port (off when empty); clients log in with the operator credentials in --data/keys/nats-operator.password")
+	fs.BoolVar(&c.NATSInsecure, "nats-insecure", c.NATSInsecure, "turn off the NATS listener's authentication (anyone reaching --nats-listen gets every right)")
 	fs.StringVar(&c.Fsync, "fsync", c.Fsync, `"always": sync each write before acking; "interval": sync every --sync-interval`)
 	fs.DurationVar(&c.SyncInterval, "sync-interval", c.SyncInterval, "sync interval in --fsync interval mode")
 	fs.Func("rate-limit", `"on" or "off": every rate limit (default on)`, func(s string) error {

@@ -4,6 +4,7 @@ package natsnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,11 +29,20 @@ type Options struct {
 	// Logger receives the server's warnings and errors (a failing disk
 	// shows up here first); its notices go to debug. Nil discards all.
 	Logger *slog.Logger
+	// Operator is the account that NATS tools (natter status, the nats
+	// CLI) log in with; required when Listen is set, unless Insecure.
+	Operator Credentials
+	// Insecure turns authentication off: anyone who reaches Listen gets
+	// every JetStream right. Only for a listener nobody else can reach.
+	Insecure bool
 }
 
 // Node is a running embedded server.
 type Node struct {
 	srv *server.Server
+	// self is natter's own login, generated per start and never stored:
+	// only this process's in-process connections know it.
+	self Credentials
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -62,6 +72,32 @@ func Start(o Options) (*Node, error) {
 	if o.Logger != nil {
 		opts.NoLog = false
 	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var self Credentials
+	switch {
+	case o.Insecure:
+		log.Error("NATS AUTHENTICATION IS OFF (--nats-insecure): anyone who reaches the NATS port reads every message and can write as any user", "listen", o.Listen)
+	case o.Listen != "" && (o.Operator.User == "" || o.Operator.Password == ""):
+		return nil, fmt.Errorf("nats listen %s: operator credentials are required (or Insecure)", o.Listen)
+	default:
+		var err error
+		if self, err = newCredentials(selfUser); err != nil {
+			return nil, err
+		}
+		opts.Users = []*server.User{{Username: self.User, Password: self.Password}}
+		if o.Operator.User != "" {
+			if o.Operator.User == selfUser {
+				return nil, fmt.Errorf("nats operator user must not be %q", selfUser)
+			}
+			opts.Users = append(opts.Users, &server.User{Username: o.Operator.User, Password: o.Operator.Password})
+		}
+	}
+	if o.Listen != "" && !isLoopback(opts.Host) {
+		log.Warn("NATS listens on a non-loopback address without TLS: passwords and messages cross the network in clear; keep the port on loopback or behind a TLS tunnel", "listen", o.Listen)
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("create nats server: %w", err)
@@ -74,12 +110,27 @@ func Start(o Options) (*Node, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("nats server not ready after 30s (store %s)", o.StoreDir)
 	}
-	return &Node{srv: srv}, nil
+	return &Node{srv: srv, self: self}, nil
 }
 
-// Connect opens an in-process client connection.
+// isLoopback reports whether host (an IP or a name) only accepts
+// connections from this machine; "" and 0.0.0.0 mean every interface.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Connect opens an in-process client connection, logged in as natter
+// itself.
 func (n *Node) Connect(name string) (*nats.Conn, error) {
-	nc, err := nats.Connect("", nats.InProcessServer(n.srv), nats.Name(name), nats.MaxReconnects(-1))
+	copts := []nats.Option{nats.InProcessServer(n.srv), nats.Name(name), nats.MaxReconnects(-1)}
+	if n.self.User != "" {
+		copts = append(copts, nats.UserInfo(n.self.User, n.self.Password))
+	}
+	nc, err := nats.Connect("", copts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to embedded nats: %w", err)
 	}
@@ -114,4 +165,22 @@ func (a slogAdapter) log(level slog.Level, format string, v []any) {
 	if a.l.Enabled(context.Background(), level) {
 		a.l.Log(context.Background(), level, fmt.Sprintf(format, v...))
 	}
+}
+
+// Healthy returns nil when JetStream is running and every stream is open.
+// A stream that JetStream closed after a write error (EMFILE, a full
+// disk) refuses every write until it is recovered; the error names it.
+func (n *Node) Healthy() error {
+	h := n.srv.Healthz(&server.HealthzOptions{Details: true})
+	if h.Status == "ok" && len(h.Errors) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, e := range h.Errors {
+		errs = append(errs, fmt.Errorf("%s", e.Error))
+	}
+	if len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("status %q (%d)", h.Status, h.StatusCode))
+	}
+	return fmt.Errorf("jetstream unhealthy: %w", errors.Join(errs...))
 }

@@ -38,16 +38,24 @@ func serve(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	var operator natsnode.Credentials
+	if cfg.NATSListen != "" && !cfg.NATSInsecure {
+		if operator, err = natsnode.LoadOrCreateOperator(cfg.DataDir); err != nil {
+			return err
+		}
+	}
 	node, err := natsnode.Start(natsnode.Options{
 		StoreDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen,
 		SyncAlways: cfg.Fsync == config.FsyncAlways, SyncInterval: cfg.SyncInterval, Logger: log,
+		Operator: operator, Insecure: cfg.NATSInsecure,
 	})
 	if err != nil {
 		return err
 	}
 	defer node.Shutdown()
-	if url := node.ClientURL(); url != "" {
-		log.Info("nats listening", "url", url)
+	if url := node.ClientURL(); url != "" && operator.User != "" {
+		log.Info("nats listening", "url", url, "user", operator.User,
+			"password_file", filepath.Join(cfg.DataDir, natsnode.OperatorFile))
 	}
 	nc, err := node.Connect("natter")
 	if err != nil {
