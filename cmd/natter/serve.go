@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -20,6 +21,7 @@ import (
 	"github.com/natter-chat/natter/consumers"
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/internal/datadir"
 	"github.com/natter-chat/natter/natsnode"
 	"github.com/natter-chat/natter/store/sqlite"
 	"github.com/natter-chat/natter/streams"
@@ -35,9 +37,14 @@ func serve(ctx context.Context, args []string) error {
 	log := newLogger(cfg.LogLevel)
 	slog.SetDefault(log)
 
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	// Everything natter creates (JetStream's files, the database and its
+	// -wal and -shm, keys) is for this user only, whatever the umask.
+	syscall.Umask(0o077)
+	dir, err := datadir.Open(cfg.DataDir, log)
+	if err != nil {
+		return err
 	}
+	defer dir.Close()
 	var operator natsnode.Credentials
 	if cfg.NATSListen != "" && !cfg.NATSInsecure {
 		if operator, err = natsnode.LoadOrCreateOperator(cfg.DataDir); err != nil {
