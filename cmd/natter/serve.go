@@ -21,6 +21,7 @@ import (
 	"github.com/natter-chat/natter/consumers"
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/internal/connlimit"
 	"github.com/natter-chat/natter/internal/datadir"
 	"github.com/natter-chat/natter/natsnode"
 	"github.com/natter-chat/natter/store/sqlite"
@@ -135,10 +136,15 @@ func serve(ctx context.Context, args []string) error {
 	// net/http's Shutdown alone would wait for them.
 	baseCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	limited, err := limitListener(ln, cfg, log)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: connlimit.BodyTimeout(gw.Handler(), cfg.BodyTimeout),
+		ReadHeaderTimeout: 10 * time.Second, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		BaseContext: func(net.Listener) context.Context { return baseCtx }}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(limited) }()
 	log.Info("natter serving", "http", "http://"+ln.Addr().String(), "data", cfg.DataDir, "fsync", cfg.Fsync)
 
 	select {
@@ -175,6 +181,28 @@ func parseServeFlags(args []string) (config.Server, error) {
 		return cfg, fmt.Errorf("invalid settings:\n%w", err)
 	}
 	return cfg, nil
+}
+
+// limitListener caps client connections per address and in all, so that
+// they never take the descriptors JetStream and the store need.
+func limitListener(ln net.Listener, cfg config.Server, log *slog.Logger) (net.Listener, error) {
+	budget, limit, reserve, err := connlimit.ClientBudget()
+	if err != nil {
+		return nil, err
+	}
+	maxConns := budget
+	if cfg.MaxConns > 0 && cfg.MaxConns < budget {
+		maxConns = cfg.MaxConns
+	}
+	perAddr := cfg.MaxConnsPerAddr
+	if !cfg.RateLimit {
+		perAddr = 0
+	}
+	if limit-reserve < 1024 {
+		log.Warn("few file descriptors for client connections; raise the open files limit (ulimit -n)", "rlimit_nofile", limit, "reserve", reserve, "max_conns", maxConns)
+	}
+	log.Info("client connection caps", "max_conns", maxConns, "per_addr", perAddr, "rlimit_nofile", limit, "fd_reserve", reserve)
+	return connlimit.New(ln, connlimit.Config{PerAddr: perAddr, Max: maxConns, Logger: log}), nil
 }
 
 // drain waits until persist and fanout have handled everything in CONV.
