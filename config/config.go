@@ -99,6 +99,8 @@ type Server struct {
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// LogFormat is text (key=value) or json (one object a line).
+	LogFormat string
 	// Pprof serves /debug/pprof on the HTTP address.
 	Pprof bool
 }
@@ -130,6 +132,7 @@ func Default() Server {
 		MaxDeliver:      8,
 		MaxAckPending:   10000,
 		LogLevel:        "info",
+		LogFormat:       "text",
 	}
 }
 
@@ -182,6 +185,7 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxDeliver, "max-deliver", c.MaxDeliver, "tries per event before it goes to the dead-letter stream")
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "in-flight events per consumer")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address")
 }
 
@@ -221,5 +225,6 @@ func (c Server) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel))
 	}
+	check(c.LogFormat == "text" || c.LogFormat == "json", `--log-format must be "text" or "json", not %q`, c.LogFormat)
 	return errors.Join(errs...)
 }

@@ -19,11 +19,15 @@ const usage = `natter: a messaging backend on NATS JetStream.
 Usage:
   natter serve [flags]      run a node (embedded NATS and store by default)
   natter bench SCENARIO     load-test a node (natter bench -h)
-  natter status             streams and consumer lag of a node started with --nats-listen
+  natter status [flags]     streams and consumer lag of a node started with --nats-listen
+  natter version            natter's version and revision, Go's and nats-server's
   natter help               this text
 
-Every serve flag can also be set as NATTER_<FLAG> (e.g. NATTER_HTTP) or in a
-config file given with -config (lines of "flag value").
+Every serve flag can also be set as an environment variable, NATTER_ then
+the flag's name in upper case with dashes as underscores (--sync-interval
+is NATTER_SYNC_INTERVAL), or in a config file given with -config: TOML
+(.toml), YAML (.yaml, .yml), JSON (.json), or else lines of "flag value".
+A flag beats the environment, which beats the file.
 `
 
 func main() {
@@ -48,6 +52,8 @@ func run(args []string) error {
 		return serve(ctx, args[1:])
 	case "status":
 		return status(ctx, args[1:], os.Stdout)
+	case "version", "-version", "--version":
+		return version(os.Stdout)
 	case "bench":
 		return bench.Main(ctx, args[1:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":

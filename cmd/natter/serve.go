@@ -5,17 +5,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/fftoml"
+	"github.com/peterbourgon/ff/v3/ffyaml"
 
 	"github.com/natter-chat/natter/config"
 	"github.com/natter-chat/natter/consumers"
@@ -35,7 +39,7 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat)
 	slog.SetDefault(log)
 
 	// Everything natter creates (JetStream's files, the database and its
@@ -173,8 +177,17 @@ func parseServeFlags(args []string) (config.Server, error) {
 	cfg := config.Default()
 	fs := flag.NewFlagSet("natter serve", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	fs.String("config", "", "config file: one \"flag value\" per line")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("NATTER"), ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(ff.PlainParser)); err != nil {
+	configFile := fs.String("config", "", "config file: TOML (.toml), YAML (.yaml, .yml), JSON (.json), or lines of \"flag value\"")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: natter serve [flags]\n\n%s\nFlags:\n", precedence)
+		fs.PrintDefaults()
+	}
+	// The parser is picked when ff calls it, after the flags and the
+	// environment have set -config.
+	parser := func(r io.Reader, set func(name, value string) error) error {
+		return configParser(*configFile)(r, set)
+	}
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("NATTER"), ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(parser)); err != nil {
 		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -205,6 +218,30 @@ func limitListener(ln net.Listener, cfg config.Server, log *slog.Logger) (net.Li
 	return connlimit.New(ln, connlimit.Config{PerAddr: perAddr, Max: maxConns, Logger: log}), nil
 }
 
+// precedence is how settings combine, for `natter serve -h`.
+const precedence = `Every flag can also be set as an environment variable, NATTER_ then the
+flag's name in upper case with dashes as underscores (--sync-interval is
+NATTER_SYNC_INTERVAL, --rate-limit is NATTER_RATE_LIMIT), or in the file
+given with -config (or NATTER_CONFIG). A flag beats the environment, which
+beats the file. The file's format follows its extension: .toml (key =
+"value"), .yaml or .yml (key: value), .json ({"key": "value"}); any other
+name is read as lines of "flag value". Keys are the flag names.
+`
+
+// configParser picks the config file's parser by its extension.
+func configParser(path string) ff.ConfigFileParser {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".toml":
+		return fftoml.Parser
+	case ".yaml", ".yml":
+		return ffyaml.Parser
+	case ".json":
+		return ff.JSONParser
+	default:
+		return ff.PlainParser
+	}
+}
+
 // drain waits until persist and fanout have handled everything in CONV.
 func drain(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
 	wm := streams.NewWatermark(js, 10*time.Millisecond)
@@ -217,8 +254,13 @@ func drain(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
 	}
 }
 
-func newLogger(level string) *slog.Logger {
+// newLogger logs to stderr at level, as text or JSON (one object a line).
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
