@@ -10,6 +10,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -167,9 +168,13 @@ func (a slogAdapter) log(level slog.Level, format string, v []any) {
 	}
 }
 
+// ErrWriteFailed marks a stream that JetStream closed after a write
+// error: it refuses every write until Recover (or a restart) reopens it.
+var ErrWriteFailed = errors.New("stream closed by a write error")
+
 // Healthy returns nil when JetStream is running and every stream is open.
-// A stream that JetStream closed after a write error (EMFILE, a full
-// disk) refuses every write until it is recovered; the error names it.
+// A stream closed by a write error (EMFILE, a full disk) is named, and
+// the error matches ErrWriteFailed.
 func (n *Node) Healthy() error {
 	h := n.srv.Healthz(&server.HealthzOptions{Details: true})
 	if h.Status == "ok" && len(h.Errors) == 0 {
@@ -177,10 +182,56 @@ func (n *Node) Healthy() error {
 	}
 	var errs []error
 	for _, e := range h.Errors {
-		errs = append(errs, fmt.Errorf("%s", e.Error))
+		if e.Type == server.HealthzErrorStream && strings.Contains(e.Error, "write error") {
+			errs = append(errs, fmt.Errorf("%w: %s", ErrWriteFailed, e.Error))
+			continue
+		}
+		errs = append(errs, errors.New(e.Error))
 	}
 	if len(errs) == 0 {
 		errs = append(errs, fmt.Errorf("status %q (%d)", h.Status, h.StatusCode))
 	}
 	return fmt.Errorf("jetstream unhealthy: %w", errors.Join(errs...))
+}
+
+// Recover reopens every stream from its files, which clears a write
+// error once its cause (no descriptors left, a full disk) is gone.
+// Connections stay up; for the moment it takes (milliseconds for a small
+// store) JetStream answers nothing, and consumers resume from their
+// stored state. It returns Healthy's verdict afterwards.
+func (n *Node) Recover() error {
+	acc := n.srv.GlobalAccount()
+	if err := acc.DisableJetStream(); err != nil {
+		return fmt.Errorf("recover jetstream: stop: %w", err)
+	}
+	if err := acc.EnableJetStream(nil, nil); err != nil {
+		return fmt.Errorf("recover jetstream: reopen: %w", err)
+	}
+	return n.Healthy()
+}
+
+// Guard checks JetStream every interval until ctx ends and reopens the
+// streams that a write error closed, once their files can be written
+// again; while they cannot, it retries at every check and logs each
+// failure. It returns when ctx ends.
+func (n *Node) Guard(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := n.Healthy()
+		if !errors.Is(err, ErrWriteFailed) {
+			continue
+		}
+		log.Error("jetstream stream closed by a write error; reopening it", "err", err)
+		if err := n.Recover(); err != nil {
+			log.Error("jetstream not recovered; retrying", "err", err, "in", interval)
+			continue
+		}
+		log.Info("jetstream recovered from the write error")
+	}
 }

@@ -280,3 +280,107 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestWriteErrorRecoveredWithoutRestart fills the disk of a running node
+// (its RLIMIT_FSIZE lowered in place with prlimit --pid, so writes fail
+// with EFBIG as on a full disk with ENOSPC) until JetStream closes the
+// stream with a write error, then gives the room back. The promise: the
+// same process accepts sends again within seconds (its guard reopens the
+// stream), and every acknowledged message is in the history once.
+func TestWriteErrorRecoveredWithoutRestart(t *testing.T) {
+	f := newFigures(t, "write-error-recovery")
+	if _, err := exec.LookPath("prlimit"); err != nil {
+		t.Fatalf("this test caps file sizes with prlimit (util-linux): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	d := startDuo(ctx, t, testnode.Options{})
+	node, rest, as, bob := d.node, d.rest, d.as, d.bob
+	pid := node.Pid()
+	content := strings.Repeat("w", 16<<10)
+	acked := map[string]bool{}
+	send := func(cmid string) (int, error) {
+		r, err := rest.Do(ctx, http.MethodPost, "/v1/messages", as[0].Access, testnode.NewSend(cmid, bob.ID, content))
+		if err != nil {
+			return 0, err
+		}
+		if r.Status == http.StatusOK || r.Status == http.StatusCreated {
+			acked[cmid] = true
+		}
+		return r.Status, nil
+	}
+	for i := range 10 {
+		if code, err := send(fmt.Sprint("before-", i)); err != nil || len(acked) != i+1 {
+			t.Fatalf("send before the cap: %d %v", code, err)
+		}
+	}
+	largest, err := largestFile(node.DataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	capFiles := func(limit string) {
+		if out, err := exec.Command("prlimit", "--pid", fmt.Sprint(pid), "--fsize="+limit).CombinedOutput(); err != nil {
+			t.Fatalf("prlimit --fsize=%s: %v\n%s", limit, err, out)
+		}
+	}
+	capFiles(fmt.Sprintf("%d:", largest+fullDiskHeadroom))
+	refused := 0
+	for i := 0; refused < 3 && i < 200; i++ {
+		code, err := send(fmt.Sprint("full-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code == http.StatusServiceUnavailable {
+			refused++
+		}
+	}
+	f.add("refused_on_full_disk", refused)
+	if refused < 3 {
+		t.Fatal("sends were not refused on a full disk")
+	}
+	if !eventually(wait, func() bool { return strings.Contains(node.Log(), "closed by a write error") }) {
+		t.Fatalf("no write error reported by the guard")
+	}
+
+	// Room again, same process.
+	capFiles("unlimited:")
+	start := time.Now()
+	recovered := eventually(wait, func() bool {
+		code, err := send(fmt.Sprint("after-", time.Now().UnixNano()))
+		return err == nil && (code == http.StatusOK || code == http.StatusCreated)
+	})
+	f.add("recovered_after", time.Since(start))
+	f.goal("recovered_without_restart", recovered && node.Pid() == pid && node.Starts() == 1, "true")
+	if !recovered {
+		t.Fatalf("sends still refused %v after the disk had room again", wait)
+	}
+	if node.Pid() != pid || node.Starts() != 1 {
+		t.Fatalf("natter was restarted (pid %d, was %d)", node.Pid(), pid)
+	}
+	conv, err := rest.Conversation(ctx, as[0].Access, bob.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missing int
+	if !eventually(wait, func() bool {
+		hist, err := rest.History(ctx, as[0].Access, conv)
+		if err != nil {
+			return false
+		}
+		seen := map[string]int{}
+		for _, m := range hist {
+			seen[m.ClientMessageID]++
+		}
+		missing = 0
+		for cmid := range acked {
+			if seen[cmid] != 1 {
+				missing++
+			}
+		}
+		return missing == 0
+	}) {
+		t.Errorf("%d acknowledged messages missing or doubled in the history", missing)
+	}
+	f.expect("acked_missing_or_doubled", missing, 0)
+	f.add("acked", len(acked))
+}

@@ -65,6 +65,13 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer node.Shutdown()
+	// A stream that a write error closed (no descriptors, a full disk)
+	// is reopened as soon as its files can be written again, without a
+	// restart; stopped before the server.
+	guardCtx, stopGuard := context.WithCancel(context.Background())
+	guarded := make(chan struct{})
+	go func() { defer close(guarded); node.Guard(guardCtx, 5*time.Second, log) }()
+	defer func() { stopGuard(); <-guarded }()
 	if url := node.ClientURL(); url != "" && operator.User != "" {
 		log.Info("nats listening", "url", url, "user", operator.User,
 			"password_file", filepath.Join(cfg.DataDir, natsnode.OperatorFile))
