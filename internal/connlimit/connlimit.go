@@ -64,6 +64,7 @@ type Listener struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
+	closed bool
 	total  int
 	byAddr map[string]int
 
@@ -165,13 +166,23 @@ func (l *Listener) refuse(c net.Conn, answer, why, addr string) {
 		l.log.Warn("refusing connections: "+why, "addr", addr, "per_addr_cap", l.cfg.PerAddr, "total_cap", l.cfg.Max,
 			"refused_per_addr", l.refusedAddr.Load(), "refused_full", l.refusedFull.Load())
 	}
-	select {
-	case l.refusals <- struct{}{}:
-	default:
+	l.mu.Lock()
+	closed := l.closed
+	if !closed {
+		l.wg.Add(1) // under mu, so that Close's Wait never races an Add
+	}
+	l.mu.Unlock()
+	if closed {
 		_ = c.Close()
 		return
 	}
-	l.wg.Add(1)
+	select {
+	case l.refusals <- struct{}{}:
+	default:
+		l.wg.Done()
+		_ = c.Close()
+		return
+	}
 	go func() {
 		defer l.wg.Done()
 		defer func() { <-l.refusals }()
@@ -205,6 +216,9 @@ func readHeaders(c net.Conn) {
 // Close closes the listener and waits for the refusals in progress; safe
 // to call twice.
 func (l *Listener) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
 	err := l.Listener.Close()
 	l.wg.Wait()
 	return err
