@@ -33,6 +33,10 @@ type Server struct {
 	// NATSListen exposes the embedded NATS server to NATS tools when set
 	// (host:port); empty keeps it in-process only.
 	NATSListen string
+	// NATSInsecure turns the NATS listener's authentication off; without
+	// it NATS tools log in with the operator credentials that natter
+	// keeps in DataDir/keys/nats-operator.password.
+	NATSInsecure bool
 
 	// Store is "sqlite" (the default: DataDir/natter.db) or "postgres"
 	// (the database at PostgresURL).
@@ -55,6 +59,24 @@ type Server struct {
 	// AuthBurst and AuthRate limit login and register per client address.
 	AuthBurst int
 	AuthRate  float64
+
+	// MaxConnsPerAddr caps concurrent HTTP and WebSocket connections from
+	// one client IP address (0: no cap; --rate-limit off lifts it too).
+	// Behind a reverse proxy every client has the proxy's address: raise
+	// it there, or cap at the proxy.
+	MaxConnsPerAddr int
+	// MaxConns caps all client connections; 0 means as many as
+	// RLIMIT_NOFILE allows after the descriptor reserve (the larger of
+	// 256 and 10 %), which a larger value cannot exceed either.
+	MaxConns int
+	// BodyTimeout bounds the reading of a request body.
+	BodyTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection idle for that long.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing an answer, counted from the end of its
+	// request's headers; it must exceed a long-poll's 60 s. WebSockets
+	// are not subject to it.
+	WriteTimeout time.Duration
 
 	// AllowedOrigins are the browser origins, besides the server's own,
 	// allowed to open a WebSocket.
@@ -91,6 +113,8 @@ type Server struct {
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// LogFormat is text (key=value) or json (one object a line).
+	LogFormat string
 	// Pprof serves /debug/pprof on the HTTP address.
 	Pprof bool
 }
@@ -108,6 +132,10 @@ func Default() Server {
 		SendRate:        20,
 		AuthBurst:       20,
 		AuthRate:        1,
+		MaxConnsPerAddr: 64,
+		BodyTimeout:     30 * time.Second,
+		IdleTimeout:     60 * time.Second,
+		WriteTimeout:    90 * time.Second,
 		InboxRetention:  30 * 24 * time.Hour,
 		ConvRetention:   7 * 24 * time.Hour,
 		StreamMaxBytes:  -1,
@@ -119,6 +147,7 @@ func Default() Server {
 		MaxDeliver:      8,
 		MaxAckPending:   10000,
 		LogLevel:        "info",
+		LogFormat:       "text",
 	}
 }
 
@@ -127,7 +156,8 @@ func Default() Server {
 func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address of the HTTP and WebSocket gateway")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "directory for all state (JetStream, database, signing key)")
-	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "expose the embedded NATS server on this host:port (off when empty)")
+	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "expose the embedded NATS server on this host:port (off when empty); clients log in with the operator credentials in --data/keys/nats-operator.password")
+	fs.BoolVar(&c.NATSInsecure, "nats-insecure", c.NATSInsecure, "turn off the NATS listener's authentication (anyone reaching --nats-listen gets every right)")
 	fs.StringVar(&c.Store, "store", c.Store, `where records live: "sqlite" (a file in --data) or "postgres" (--postgres-url)`)
 	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "PostgreSQL database for --store postgres (postgres://user:password@host:port/db)")
 	fs.StringVar(&c.Fsync, "fsync", c.Fsync, `"always": sync each write before acking; "interval": sync every --sync-interval`)
@@ -147,6 +177,11 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.Float64Var(&c.SendRate, "send-rate", c.SendRate, "sends per user: per second")
 	fs.IntVar(&c.AuthBurst, "auth-burst", c.AuthBurst, "logins and registrations per client address: burst")
 	fs.Float64Var(&c.AuthRate, "auth-rate", c.AuthRate, "logins and registrations per client address: per second")
+	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", c.MaxConnsPerAddr, "concurrent connections per client IP address; more get 429 (0: no cap; --rate-limit off lifts it too)")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "client connections in all; 0: RLIMIT_NOFILE minus a reserve of max(256, 10%) kept for JetStream and the store")
+	fs.DurationVar(&c.BodyTimeout, "http-body-timeout", c.BodyTimeout, "longest time to read a request body")
+	fs.DurationVar(&c.IdleTimeout, "http-idle-timeout", c.IdleTimeout, "idle keep-alive connections are closed after this")
+	fs.DurationVar(&c.WriteTimeout, "http-write-timeout", c.WriteTimeout, "longest time to answer a request, from the end of its headers (above the 60 s long-poll)")
 	fs.Func("allowed-origins", "comma-separated browser origins allowed to open WebSockets", func(s string) error {
 		c.AllowedOrigins = nil
 		for _, o := range strings.Split(s, ",") {
@@ -167,6 +202,7 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxDeliver, "max-deliver", c.MaxDeliver, "tries per event before it goes to the dead-letter stream")
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "in-flight events per consumer")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address")
 }
 
@@ -187,6 +223,10 @@ func (c Server) Validate() error {
 	check(c.SyncInterval > 0, "--sync-interval must be positive")
 	check(c.SendBurst > 0 && c.SendRate > 0, "--send-burst and --send-rate must be positive")
 	check(c.AuthBurst > 0 && c.AuthRate > 0, "--auth-burst and --auth-rate must be positive")
+	check(c.MaxConnsPerAddr >= 0 && c.MaxConns >= 0, "--max-conns-per-addr and --max-conns must not be negative")
+	check(c.BodyTimeout >= time.Second, "--http-body-timeout must be at least 1s")
+	check(c.IdleTimeout >= time.Second, "--http-idle-timeout must be at least 1s")
+	check(c.WriteTimeout > 65*time.Second, "--http-write-timeout must exceed a long-poll's 60s (with room to answer)")
 	check(c.InboxRetention >= time.Minute, "--inbox-retention must be at least 1m")
 	check(c.ConvRetention >= time.Minute, "--conv-retention must be at least 1m")
 	check(c.StreamMaxBytes == -1 || c.StreamMaxBytes >= 1<<20, "--stream-max-bytes must be -1 or at least 1 MiB")
@@ -205,5 +245,6 @@ func (c Server) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel))
 	}
+	check(c.LogFormat == "text" || c.LogFormat == "json", `--log-format must be "text" or "json", not %q`, c.LogFormat)
 	return errors.Join(errs...)
 }

@@ -7,11 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natter-chat/natter/internal/testnode"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -126,5 +130,41 @@ func (v *natsView) read(ctx context.Context, stream, subject string) ([]stored, 
 		if ctx.Err() != nil {
 			return out, ctx.Err()
 		}
+	}
+}
+
+// TestNATSListenerRequiresCredentials attacks a node's NATS port as an
+// outsider: without the operator credentials nothing connects, and with
+// them (from the data directory) the streams are there, for the nats
+// library and for `natter status` alike.
+func TestNATSListenerRequiresCredentials(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := startDuo(ctx, t, testnode.Options{NATS: true})
+	bare := "nats://" + d.node.NATSURL()[strings.LastIndex(d.node.NATSURL(), "@")+1:]
+	if !strings.Contains(d.node.NATSURL(), "@") {
+		t.Fatalf("no operator credentials in %s", d.node.DataDir())
+	}
+	if nc, err := nats.Connect(bare, nats.NoReconnect(), nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("anonymous connection to the NATS port accepted")
+	}
+	if nc, err := nats.Connect(bare, nats.UserInfo("operator", "guess"), nats.NoReconnect(), nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("wrong password accepted on the NATS port")
+	}
+	if _, err := d.view.streamMsgs(ctx, streams.StreamConv); err != nil {
+		t.Fatalf("operator cannot read CONV: %v", err)
+	}
+	bin, err := testnode.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, bin, "status", "--nats", bare, "--data", t.TempDir()).CombinedOutput(); err == nil {
+		t.Fatalf("natter status connected without credentials:\n%s", out)
+	}
+	out, err := exec.CommandContext(ctx, bin, "status", "--nats", bare, "--data", d.node.DataDir()).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), streams.ConsumerFanout) {
+		t.Fatalf("natter status with the data directory's credentials: %v\n%s", err, out)
 	}
 }

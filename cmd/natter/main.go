@@ -20,11 +20,15 @@ Usage:
   natter serve [flags]      run a node (embedded NATS and store by default)
   natter bench SCENARIO     load-test a node (natter bench -h)
   natter migrate [flags]    apply the store's schema migrations and exit
-  natter status             streams and consumer lag of a node started with --nats-listen
+  natter status [flags]     streams and consumer lag of a node started with --nats-listen
+  natter version            natter's version and revision, Go's and nats-server's
   natter help               this text
 
-Every serve flag can also be set as NATTER_<FLAG> (e.g. NATTER_HTTP) or in a
-config file given with -config (lines of "flag value").
+Every serve flag can also be set as an environment variable, NATTER_ then
+the flag's name in upper case with dashes as underscores (--sync-interval
+is NATTER_SYNC_INTERVAL), or in a config file given with -config: TOML
+(.toml), YAML (.yaml, .yml), JSON (.json), or else lines of "flag value".
+A flag beats the environment, which beats the file.
 `
 
 func main() {
@@ -51,6 +55,8 @@ func run(args []string) error {
 		return migrate(ctx, args[1:], os.Stdout)
 	case "status":
 		return status(ctx, args[1:], os.Stdout)
+	case "version", "-version", "--version":
+		return version(os.Stdout)
 	case "bench":
 		return bench.Main(ctx, args[1:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":

@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-
-	"github.com/peterbourgon/ff/v3"
 
 	"github.com/natter-chat/natter/config"
 	"github.com/natter-chat/natter/store/postgres"
@@ -20,20 +17,14 @@ import (
 // (flags, NATTER_* variables, -config file) and uses --store,
 // --postgres-url and --data.
 func migrate(ctx context.Context, args []string, out io.Writer) error {
-	cfg := config.Default()
-	fs := flag.NewFlagSet("natter migrate", flag.ContinueOnError)
-	cfg.RegisterFlags(fs)
-	fs.String("config", "", "config file: one \"flag value\" per line")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("NATTER"), ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(ff.PlainParser)); err != nil {
+	cfg, fs, err := parseSettings("natter migrate", args)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("natter migrate takes no arguments, got %q", fs.Args())
 	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid settings:\n%w", err)
-	}
-	log := newLogger("warn")
+	log := newLogger("warn", cfg.LogFormat)
 	switch cfg.Store {
 	case config.StorePostgres:
 		applied, err := postgres.Migrate(ctx, cfg.PostgresURL, log)

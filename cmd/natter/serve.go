@@ -5,21 +5,28 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/fftoml"
+	"github.com/peterbourgon/ff/v3/ffyaml"
 
 	"github.com/natter-chat/natter/config"
 	"github.com/natter-chat/natter/consumers"
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/internal/connlimit"
+	"github.com/natter-chat/natter/internal/datadir"
 	"github.com/natter-chat/natter/natsnode"
 	"github.com/natter-chat/natter/streams"
 )
@@ -31,22 +38,42 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg.LogLevel)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat)
 	slog.SetDefault(log)
 
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	// Everything natter creates (JetStream's files, the database and its
+	// -wal and -shm, keys) is for this user only, whatever the umask.
+	syscall.Umask(0o077)
+	dir, err := datadir.Open(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	var operator natsnode.Credentials
+	if cfg.NATSListen != "" && !cfg.NATSInsecure {
+		if operator, err = natsnode.LoadOrCreateOperator(cfg.DataDir); err != nil {
+			return err
+		}
 	}
 	node, err := natsnode.Start(natsnode.Options{
 		StoreDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen,
 		SyncAlways: cfg.Fsync == config.FsyncAlways, SyncInterval: cfg.SyncInterval, Logger: log,
+		Operator: operator, Insecure: cfg.NATSInsecure,
 	})
 	if err != nil {
 		return err
 	}
 	defer node.Shutdown()
-	if url := node.ClientURL(); url != "" {
-		log.Info("nats listening", "url", url)
+	// A stream that a write error closed (no descriptors, a full disk)
+	// is reopened as soon as its files can be written again, without a
+	// restart; stopped before the server.
+	guardCtx, stopGuard := context.WithCancel(context.Background())
+	guarded := make(chan struct{})
+	go func() { defer close(guarded); node.Guard(guardCtx, 5*time.Second, log) }()
+	defer func() { stopGuard(); <-guarded }()
+	if url := node.ClientURL(); url != "" && operator.User != "" {
+		log.Info("nats listening", "url", url, "user", operator.User,
+			"password_file", filepath.Join(cfg.DataDir, natsnode.OperatorFile))
 	}
 	nc, err := node.Connect("natter")
 	if err != nil {
@@ -119,10 +146,15 @@ func serve(ctx context.Context, args []string) error {
 	// net/http's Shutdown alone would wait for them.
 	baseCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	srv := &http.Server{Handler: gw.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	limited, err := limitListener(ln, cfg, log)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: connlimit.BodyTimeout(gw.Handler(), cfg.BodyTimeout),
+		ReadHeaderTimeout: 10 * time.Second, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		BaseContext: func(net.Listener) context.Context { return baseCtx }}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.Serve(limited) }()
 	log.Info("natter serving", "http", "http://"+ln.Addr().String(), "data", cfg.DataDir, "store", cfg.Store, "fsync", cfg.Fsync)
 
 	select {
@@ -148,17 +180,80 @@ func serve(ctx context.Context, args []string) error {
 // parseServeFlags reads settings from flags, then NATTER_* variables,
 // then the -config file (earlier sources win), and validates them.
 func parseServeFlags(args []string) (config.Server, error) {
+	cfg, _, err := parseSettings("natter serve", args)
+	return cfg, err
+}
+
+// parseSettings reads serve's settings (flags, NATTER_* variables, the
+// -config file) for the command name, validated; it returns the flag set
+// for commands that look at positional arguments.
+func parseSettings(name string, args []string) (config.Server, *flag.FlagSet, error) {
 	cfg := config.Default()
-	fs := flag.NewFlagSet("natter serve", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
-	fs.String("config", "", "config file: one \"flag value\" per line")
-	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("NATTER"), ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(ff.PlainParser)); err != nil {
-		return cfg, err
+	configFile := fs.String("config", "", "config file: TOML (.toml), YAML (.yaml, .yml), JSON (.json), or lines of \"flag value\"")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n\n%s\nFlags:\n", name, precedence)
+		fs.PrintDefaults()
+	}
+	// The parser is picked when ff calls it, after the flags and the
+	// environment have set -config.
+	parser := func(r io.Reader, set func(name, value string) error) error {
+		return configParser(*configFile)(r, set)
+	}
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("NATTER"), ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(parser)); err != nil {
+		return cfg, fs, err
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("invalid settings:\n%w", err)
+		return cfg, fs, fmt.Errorf("invalid settings:\n%w", err)
 	}
-	return cfg, nil
+	return cfg, fs, nil
+}
+
+// limitListener caps client connections per address and in all, so that
+// they never take the descriptors JetStream and the store need.
+func limitListener(ln net.Listener, cfg config.Server, log *slog.Logger) (net.Listener, error) {
+	budget, limit, reserve, err := connlimit.ClientBudget()
+	if err != nil {
+		return nil, err
+	}
+	maxConns := budget
+	if cfg.MaxConns > 0 && cfg.MaxConns < budget {
+		maxConns = cfg.MaxConns
+	}
+	perAddr := cfg.MaxConnsPerAddr
+	if !cfg.RateLimit {
+		perAddr = 0
+	}
+	if limit-reserve < 1024 {
+		log.Warn("few file descriptors for client connections; raise the open files limit (ulimit -n)", "rlimit_nofile", limit, "reserve", reserve, "max_conns", maxConns)
+	}
+	log.Info("client connection caps", "max_conns", maxConns, "per_addr", perAddr, "rlimit_nofile", limit, "fd_reserve", reserve)
+	return connlimit.New(ln, connlimit.Config{PerAddr: perAddr, Max: maxConns, Logger: log}), nil
+}
+
+// precedence is how settings combine, for `natter serve -h`.
+const precedence = `Every flag can also be set as an environment variable, NATTER_ then the
+flag's name in upper case with dashes as underscores (--sync-interval is
+NATTER_SYNC_INTERVAL, --rate-limit is NATTER_RATE_LIMIT), or in the file
+given with -config (or NATTER_CONFIG). A flag beats the environment, which
+beats the file. The file's format follows its extension: .toml (key =
+"value"), .yaml or .yml (key: value), .json ({"key": "value"}); any other
+name is read as lines of "flag value". Keys are the flag names.
+`
+
+// configParser picks the config file's parser by its extension.
+func configParser(path string) ff.ConfigFileParser {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".toml":
+		return fftoml.Parser
+	case ".yaml", ".yml":
+		return ffyaml.Parser
+	case ".json":
+		return ff.JSONParser
+	default:
+		return ff.PlainParser
+	}
 }
 
 // drain waits until persist and fanout have handled everything in CONV.
@@ -173,8 +268,13 @@ func drain(ctx context.Context, js jetstream.JetStream, log *slog.Logger) {
 	}
 }
 
-func newLogger(level string) *slog.Logger {
+// newLogger logs to stderr at level, as text or JSON (one object a line).
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

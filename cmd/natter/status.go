@@ -2,15 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natter-chat/natter/natsnode"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -20,12 +24,20 @@ import (
 func status(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("natter status", flag.ContinueOnError)
 	url := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of a node started with --nats-listen")
+	dataDir := fs.String("data", "natter-data", "the node's data directory, where its operator credentials are (keys/nats-operator.password)")
+	user := fs.String("user", natsnode.OperatorUser, "NATS user, with --password")
+	password := fs.String("password", "", "NATS password (instead of the one in --data)")
+	creds := fs.String("creds", "", "NATS credentials file (instead of a user and password)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*url, nats.Timeout(5*time.Second))
+	auth, err := statusAuth(*url, *dataDir, *user, *password, *creds)
 	if err != nil {
-		return fmt.Errorf("connect to %s (is natter running with --nats-listen?): %w", *url, err)
+		return err
+	}
+	nc, err := nats.Connect(*url, nats.Timeout(5*time.Second), auth)
+	if err != nil {
+		return fmt.Errorf("connect to %s (is natter running with --nats-listen? are these its credentials?): %w", *url, err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -63,6 +75,29 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 	}
 	ct.Render()
 	return nil
+}
+
+// statusAuth picks how status logs in: credentials in the URL, then
+// --creds, then --password, then the operator password in the data
+// directory; none at all (a node started with --nats-insecure) when the
+// data directory has none.
+func statusAuth(url, dataDir, user, password, creds string) (nats.Option, error) {
+	switch {
+	case strings.Contains(url, "@"):
+		return nats.Name("natter status"), nil
+	case creds != "":
+		return nats.UserCredentials(creds), nil
+	case password != "":
+		return nats.UserInfo(user, password), nil
+	}
+	op, err := natsnode.ReadOperator(dataDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nats.Name("natter status"), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return nats.UserInfo(op.User, op.Password), nil
 }
 
 // consumerState says whether a consumer is running or paused (with the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -16,12 +17,17 @@ import (
 // status reads a node through its NATS port and shows, per consumer,
 // whether an operator paused it.
 func TestStatusShowsStreamsAndPausedConsumers(t *testing.T) {
-	node, err := natsnode.Start(natsnode.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Second})
+	data := t.TempDir()
+	op, err := natsnode.LoadOrCreateOperator(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := natsnode.Start(natsnode.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", SyncInterval: time.Second, Operator: op})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(node.Shutdown)
-	nc, err := nats.Connect(node.ClientURL())
+	nc, err := nats.Connect(node.ClientURL(), nats.UserInfo(op.User, op.Password))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +48,15 @@ func TestStatusShowsStreamsAndPausedConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if err := status(ctx, []string{"--nats", node.ClientURL()}, &out); err != nil {
+	// Without credentials the node refuses status; with its data
+	// directory (where the operator password is) it answers.
+	if err := status(ctx, []string{"--nats", node.ClientURL(), "--data", t.TempDir()}, io.Discard); err == nil {
+		t.Fatal("status connected without credentials")
+	}
+	if err := status(ctx, []string{"--nats", node.ClientURL(), "--password", "wrong"}, io.Discard); err == nil {
+		t.Fatal("status connected with a wrong password")
+	}
+	if err := status(ctx, []string{"--nats", node.ClientURL(), "--data", data}, &out); err != nil {
 		t.Fatal(err)
 	}
 	rows := map[string]string{}

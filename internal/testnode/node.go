@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/natsnode"
 )
 
 // DefaultReady bounds the wait for /healthz after a start: JetStream
@@ -141,9 +144,14 @@ func (n *Node) Addr() string { return n.addr }
 func (n *Node) URL() string { return "http://" + n.addr }
 
 // NATSURL is the embedded NATS server's URL, empty without Options.NATS.
+// It carries the operator credentials that the node keeps in its data
+// directory (none for a node started with --nats-insecure).
 func (n *Node) NATSURL() string {
 	if n.natsAddr == "" {
 		return ""
+	}
+	if op, err := natsnode.ReadOperator(n.data); err == nil {
+		return "nats://" + url.UserPassword(op.User, op.Password).String() + "@" + n.natsAddr
 	}
 	return "nats://" + n.natsAddr
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
 	"sync"
 
@@ -74,6 +75,12 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	// SQLite creates the -wal and -shm files with the database file's
+	// mode, so creating that file 0600 first keeps all three private
+	// whatever the umask.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		f.Close()
 	}
 	// IMMEDIATE transactions take the write lock at BEGIN, so a
 	// transaction that reads before writing cannot fail to upgrade.
