@@ -1,6 +1,6 @@
 // Package schema holds natter's wire types, their validation and the error
-// codes of the client contract (shared/protocol.md), plus the embedded SQL
-// migrations of the storage adapters.
+// codes of the client contract (shared/protocol.md): the client contract
+// only. Storage migrations belong to their adapter (store/sqlite/migrations).
 package schema
 
 import (

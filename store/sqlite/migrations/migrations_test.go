@@ -1,4 +1,4 @@
-package schema
+package migrations
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 )
 
 func TestSQLiteMigrationsLoad(t *testing.T) {
-	ms, err := Migrations(SQLiteMigrations, "sqlite")
+	ms, err := Migrations(SQLite, ".")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,6 @@
-package schema
+// Package migrations holds the SQLite adapter's embedded SQL migrations
+// and the reader that lists them in version order.
+package migrations
 
 import (
 	"embed"
@@ -10,11 +12,11 @@ import (
 	"strings"
 )
 
-// SQLiteMigrations holds the SQLite adapter's migrations under sqlite/,
-// named NNNN_description.sql.
+// SQLite holds the SQLite adapter's migrations, named
+// NNNN_description.sql, at the root of the file system.
 //
-//go:embed sqlite/*.sql
-var SQLiteMigrations embed.FS
+//go:embed *.sql
+var SQLite embed.FS
 
 // Migration is one numbered SQL script.
 type Migration struct {
