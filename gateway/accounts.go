@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/chat/auth"
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/store"
 )

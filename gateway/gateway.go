@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
-	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/chat/auth"
 	"github.com/natter-chat/natter/gateway/openapi"
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/store"

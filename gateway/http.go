@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/chat/auth"
 	"github.com/natter-chat/natter/schema"
 )
 

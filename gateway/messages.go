@@ -11,7 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/chat/auth"
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/store"
 	"github.com/natter-chat/natter/streams"

@@ -16,7 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
-	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/chat/auth"
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/streams"
 )

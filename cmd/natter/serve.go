@@ -19,7 +19,7 @@ import (
 	"github.com/natter-chat/natter/config"
 	"github.com/natter-chat/natter/consumers"
 	"github.com/natter-chat/natter/gateway"
-	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/chat/auth"
 	"github.com/natter-chat/natter/natsnode"
 	"github.com/natter-chat/natter/store/sqlite"
 	"github.com/natter-chat/natter/streams"
