@@ -68,8 +68,8 @@ func (c *pipeConn) WriteControl(t int, data []byte, _ time.Time) error {
 	return nil
 }
 
-func (c *pipeConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *pipeConn) SetWriteDeadline(time.Time) error { return nil }
+func (c *pipeConn) SetReadDeadline(time.Time) error   { return nil }
+func (c *pipeConn) SetWriteDeadline(time.Time) error  { return nil }
 func (c *pipeConn) SetPongHandler(func(string) error) {}
 func (c *pipeConn) SetReadLimit(int64)                {}
 func (c *pipeConn) Close() error {
@@ -124,7 +124,7 @@ func (s *stubCore) Scan(_ context.Context, _ string, after, upTo uint64, _ bool,
 	return last, nil
 }
 func (s *stubCore) Subscribe(string, chan *nats.Msg) (liveSub, error) { return stubSub{}, nil }
-func (s *stubCore) Generation() uint64                                 { return 0 }
+func (s *stubCore) Generation() uint64                                { return 0 }
 
 func startSession(t *testing.T, core *stubCore, cursor string) (*session, *pipeConn) {
 	t.Helper()

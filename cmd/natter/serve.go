@@ -160,6 +160,16 @@ func serve(ctx context.Context, args []string) error {
 	defer wg.Wait()
 	defer stopConsumers()
 
+	// Listen only once every stored revocation is known: clients then
+	// never meet the gateway's "starting" answer, and a revoked token
+	// never passes.
+	select {
+	case <-core.RevocationsLoaded():
+	case <-ctx.Done():
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("revocations (bucket %s) not loaded after 30s", streams.BucketSessions)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
