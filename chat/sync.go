@@ -69,7 +69,10 @@ func (s *Sync) Point(ctx context.Context, cursor string) (pos, from uint64, err 
 	}
 	// A cursor past the end was never given out by this server's data;
 	// one before the first retained event may have missed aged-out events.
-	if from > pos || from+1 < first {
+	if from > pos {
+		return 0, 0, badRequest("cursor %s was never issued: it is past the newest event; connect without a cursor", cursor)
+	}
+	if from+1 < first {
 		return 0, 0, ErrCursorExpired
 	}
 	return pos, from, nil

@@ -1,10 +1,13 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/streams"
@@ -263,4 +266,38 @@ func TestPprofOnlyWhenAskedFor(t *testing.T) {
 	}
 }
 
-var _ = time.Second
+// A cursor past the newest event was never issued: 400 bad_request (and
+// close 1008 over WebSocket), not 410, which would send the client to
+// resync from history for nothing.
+func TestAFutureCursorIsABadRequest(t *testing.T) {
+	n, _ := startNode(t, nodeOptions{})
+	alice, bob := n.user("alice"), n.user("bob")
+	n.send(alice, bob, "c1")
+	poll := n.do("GET", "/v1/events?timeout=0", alice.token, nil)
+	cur := poll.body["cursor"].(string)
+	future := cur + "000000"
+	r := n.do("GET", "/v1/events?timeout=0&cursor="+future, alice.token, nil)
+	if r.status != 400 || r.code() != schema.CodeBadRequest {
+		t.Fatalf("long-poll with a future cursor: %d %s, want 400 bad_request", r.status, r.raw)
+	}
+	if r := n.do("GET", "/v1/events?timeout=0&cursor="+cur, alice.token, nil); r.status != 200 {
+		t.Fatalf("the current cursor: %d %s", r.status, r.raw)
+	}
+	url := "ws" + strings.TrimPrefix(n.url, "http") + "/v1/ws?access_token=" + alice.token + "&cursor=" + future
+	conn, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var e map[string]any
+	if err := conn.ReadJSON(&e); err != nil || e["type"] != "error" || e["status"] != 400.0 || e["code"] != "bad_request" {
+		t.Fatalf("WebSocket with a future cursor: %v %v, want error 400 bad_request", e, err)
+	}
+	_, _, err = conn.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != closePolicy {
+		t.Fatalf("WebSocket with a future cursor closed with %v, want %d", err, closePolicy)
+	}
+}
