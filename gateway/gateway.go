@@ -124,7 +124,9 @@ func (g *Gateway) Run(ctx context.Context) error {
 func (g *Gateway) Close() {
 	g.closeOnce.Do(func() {
 		for _, s := range g.core.Sessions.Shutdown() {
-			<-s.(*session).done
+			if ws, ok := s.(*session); ok { // other transports wait for their own
+				<-ws.done
+			}
 		}
 	})
 	g.wg.Wait()

@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,10 @@ func TestTypingDoesNotCrossABlockEitherWay(t *testing.T) {
 			t.Fatalf("%s: block: %d %s", tc.name, r.status, r.raw)
 		}
 		tc.typerWS.write(map[string]any{"type": "typing", "conversation_id": conv, "state": "composing"})
+		// Frames of one connection are handled in order: the pong says the
+		// typing frame was handled while the block stood.
+		tc.typerWS.write(map[string]any{"type": "ping", "ref": tc.name})
+		tc.typerWS.await(func(m map[string]any) bool { return m["type"] == "pong" && m["ref"] == tc.name })
 		if r := n.do("DELETE", "/v1/me/blocks/"+other(tc.blocker, alice, bob).id, tc.blocker.token, nil); r.status != 200 {
 			t.Fatalf("%s: unblock: %d %s", tc.name, r.status, r.raw)
 		}
@@ -275,7 +280,11 @@ func TestAFutureCursorIsABadRequest(t *testing.T) {
 	n.send(alice, bob, "c1")
 	poll := n.do("GET", "/v1/events?timeout=0", alice.token, nil)
 	cur := poll.body["cursor"].(string)
-	future := cur + "000000"
+	n0, err := strconv.ParseUint(cur, 10, 64)
+	if err != nil {
+		t.Fatalf("test assumption: cursors are decimal, got %q", cur)
+	}
+	future := strconv.FormatUint(n0+1_000_000, 10)
 	r := n.do("GET", "/v1/events?timeout=0&cursor="+future, alice.token, nil)
 	if r.status != 400 || r.code() != schema.CodeBadRequest {
 		t.Fatalf("long-poll with a future cursor: %d %s, want 400 bad_request", r.status, r.raw)
