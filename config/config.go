@@ -111,6 +111,22 @@ type Server struct {
 	// MaxAckPending bounds each consumer's in-flight events.
 	MaxAckPending int
 
+	// Single-node switches: what a cluster flips.
+	//
+	// StreamReplicas is the replica count of every stream and bucket: 1 on
+	// a single node, 3 (or 5) on a cluster.
+	StreamReplicas int
+	// SoleSequencer says this process sequences every message (one
+	// gateway): it may then skip the store's dedupe read for client
+	// message ids it has surely never seen. Off on a cluster.
+	SoleSequencer bool
+	// AckWait is how long a consumer's delivery may stay unacknowledged
+	// before JetStream redelivers it.
+	AckWait time.Duration
+	// ResetOnStart redelivers at once what a killed predecessor had in
+	// flight. Only when this process is the only one consuming.
+	ResetOnStart bool
+
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// LogFormat is text (key=value) or json (one object a line).
@@ -146,6 +162,10 @@ func Default() Server {
 		SendQueue:       64,
 		MaxDeliver:      8,
 		MaxAckPending:   10000,
+		StreamReplicas:  1,
+		SoleSequencer:   true,
+		AckWait:         30 * time.Second,
+		ResetOnStart:    true,
 		LogLevel:        "info",
 		LogFormat:       "text",
 	}
@@ -201,6 +221,10 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.SendQueue, "send-queue", c.SendQueue, "frames queued per connection before a slow client is disconnected")
 	fs.IntVar(&c.MaxDeliver, "max-deliver", c.MaxDeliver, "tries per event before it goes to the dead-letter stream")
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "in-flight events per consumer")
+	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of every stream and bucket (1 on a single node; 3 or 5 on a cluster)")
+	fs.BoolVar(&c.SoleSequencer, "sole-sequencer", c.SoleSequencer, "this process sequences every message (single node); turn off when several gateways share the streams")
+	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a consumer's delivery may stay unacknowledged before it is redelivered")
+	fs.BoolVar(&c.ResetOnStart, "reset-on-start", c.ResetOnStart, "redeliver at once what a killed predecessor had in flight (only when this process is the sole consumer)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address")
@@ -240,6 +264,8 @@ func (c Server) Validate() error {
 	check(c.SendQueue >= 16, "--send-queue must be at least 16")
 	check(c.MaxDeliver >= 1, "--max-deliver must be at least 1")
 	check(c.MaxAckPending >= 1, "--max-ack-pending must be at least 1")
+	check(c.StreamReplicas >= 1 && c.StreamReplicas <= 5, "--stream-replicas must be between 1 and 5")
+	check(c.AckWait >= time.Second, "--ack-wait must be at least 1s")
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

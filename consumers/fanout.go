@@ -62,19 +62,19 @@ func (f *Fanout) events(ctx context.Context, r *runner, batch []jetstream.Msg) (
 		var data []byte
 		switch kind {
 		case streams.KindMessage:
-			var msg schema.Message
-			if err := json.Unmarshal(m.Data(), &msg); err != nil || msg.SenderID == "" {
+			msg, err := streams.DecodeMessage(m.Data())
+			if err != nil || msg.SenderID == "" {
 				r.deadLetter(ctx, m, fmt.Errorf("%w: message does not decode: %v", errPoison, err), 1)
 				continue
 			}
-			data, _ = json.Marshal(schema.MessageEvent{Type: schema.TypeMessage, Message: msg})
+			data, _ = json.Marshal(schema.MessageEvent{Type: schema.TypeMessage, Message: renderMessage(msg)})
 			users = []string{msg.SenderID}
 			if msg.RecipientID != msg.SenderID {
 				users = append(users, msg.RecipientID)
 			}
 		case streams.KindDelete:
-			var d streams.Deletion
-			if err := json.Unmarshal(m.Data(), &d); err != nil || d.UserID == "" {
+			d, err := streams.DecodeDeletion(m.Data())
+			if err != nil || d.UserID == "" {
 				r.deadLetter(ctx, m, fmt.Errorf("%w: deletion does not decode: %v", errPoison, err), 1)
 				continue
 			}
@@ -87,11 +87,17 @@ func (f *Fanout) events(ctx context.Context, r *runner, batch []jetstream.Msg) (
 				}
 			}
 		default:
-			continue // statuses are the receipts consumer's
+			continue // statuses are the receipts consumer's; membership records come with groups
 		}
 		for _, u := range users {
 			evs = append(evs, inboxEvent{user: u, src: src, redelivered: redelivered, data: data})
 		}
 	}
 	return evs, nil
+}
+
+// renderMessage is the client's view of a message record.
+func renderMessage(m streams.MessageRecord) schema.Message {
+	return schema.Message{MessageID: m.MessageID, ConversationID: m.ConversationID, Seq: m.Seq, SenderID: m.SenderID,
+		RecipientID: m.RecipientID, MessageType: m.MessageType, Content: m.Content, ClientMessageID: m.ClientMessageID, ServerTS: m.ServerTS}
 }

@@ -2,13 +2,11 @@ package consumers
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/store"
 	"github.com/natter-chat/natter/streams"
 )
@@ -69,8 +67,8 @@ func (p *Persist) handle(ctx context.Context, r *runner, batch []jetstream.Msg) 
 		kind, _ := streams.ParseConvSubject(m.Subject())
 		switch kind {
 		case streams.KindMessage:
-			var msg schema.Message
-			if err := json.Unmarshal(m.Data(), &msg); err != nil || msg.ConversationID == "" || msg.Seq < 1 {
+			msg, err := streams.DecodeMessage(m.Data())
+			if err != nil || msg.ConversationID == "" || msg.Seq < 1 {
 				r.deadLetter(ctx, m, fmt.Errorf("%w: message does not decode: %v", errPoison, err), 1)
 				continue
 			}
@@ -80,8 +78,8 @@ func (p *Persist) handle(ctx context.Context, r *runner, batch []jetstream.Msg) 
 				Content: msg.Content, ClientMessageID: msg.ClientMessageID, ServerTS: msg.ServerTS,
 			})
 		case streams.KindDelete:
-			var d streams.Deletion
-			if err := json.Unmarshal(m.Data(), &d); err != nil || d.ConversationID == "" {
+			d, err := streams.DecodeDeletion(m.Data())
+			if err != nil || d.ConversationID == "" {
 				r.deadLetter(ctx, m, fmt.Errorf("%w: deletion does not decode: %v", errPoison, err), 1)
 				continue
 			}
@@ -89,7 +87,6 @@ func (p *Persist) handle(ctx context.Context, r *runner, batch []jetstream.Msg) 
 			if err := flush(); err != nil {
 				return err
 			}
-			var err error
 			if d.For == "everyone" {
 				err = p.store.DeleteForEveryone(ctx, d.ConversationID, d.Seq)
 			} else {

@@ -61,8 +61,8 @@ func (c *Receipts) handle(ctx context.Context, r *runner, w *inboxWriter, batch 
 			r.deadLetter(ctx, m, err, 1)
 			continue
 		}
-		var rc streams.Receipt
-		if err := json.Unmarshal(m.Data(), &rc); err != nil || rc.UserID == "" || rc.Seq < 1 || schema.ValidateStatus(rc.Status) != nil {
+		rc, err := streams.DecodeReceipt(m.Data())
+		if err != nil || rc.UserID == "" || rc.Seq < 1 || schema.ValidateStatus(rc.Status) != nil {
 			r.deadLetter(ctx, m, fmt.Errorf("%w: receipt does not decode: %v", errPoison, err), 1)
 			continue
 		}

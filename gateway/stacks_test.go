@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,5 +57,28 @@ func TestStackPoolRunsOnAnotherGoroutineAndWaits(t *testing.T) {
 	}
 	if len(order) != 5 {
 		t.Fatalf("%d of 5 calls ran before run returned", len(order))
+	}
+}
+
+// Run owns the workers: when its ctx ends they exit, and a later call
+// still runs (on the caller's goroutine).
+func TestStackPoolRunStopsWorkers(t *testing.T) {
+	p := newStackPool()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(stopped) }()
+	for range 3 {
+		p.run(func() {})
+	}
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not return after cancel: workers still alive")
+	}
+	ran := false
+	p.run(func() { ran = true })
+	if !ran {
+		t.Fatal("a call after Run returned did not run")
 	}
 }

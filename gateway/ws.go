@@ -3,12 +3,10 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,20 +14,9 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
-	"github.com/natter-chat/natter/gateway/auth"
+	"github.com/natter-chat/natter/chat"
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/streams"
-)
-
-// WebSocket close codes of the contract.
-const (
-	closeNormal        = websocket.CloseNormalClosure
-	closeGoingAway     = websocket.CloseGoingAway
-	closePolicy        = websocket.ClosePolicyViolation
-	closeUnauthorized  = 4001
-	closeTokenExpired  = 4002
-	closeCursorExpired = 4010
-	closeTooSlow       = 4029
 )
 
 // silenceGrace is how long a connection may stay silent, on top of one
@@ -48,7 +35,7 @@ var upgrader = websocket.Upgrader{
 		if status >= 500 {
 			code = schema.CodeInternal
 		}
-		writeError(w, schema.Errorf(status, code, "websocket upgrade: %v", reason))
+		writeError(w, chat.Errorf(code, "websocket upgrade: %v", reason))
 	},
 }
 
@@ -68,7 +55,7 @@ func (g *Gateway) originAllowed(r *http.Request) bool {
 
 func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	if !g.originAllowed(r) {
-		writeError(w, schema.Errorf(http.StatusForbidden, schema.CodeForbidden, "origin %q is not allowed", r.Header.Get("Origin")))
+		writeError(w, chat.Errorf(schema.CodeForbidden, "origin %q is not allowed", r.Header.Get("Origin")))
 		return
 	}
 	token := bearer(r)
@@ -84,15 +71,11 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade answered the client
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &session{
-		g: g, conn: conn, claims: claims, cancel: cancel,
-		out:    make(chan []byte, g.cfg.SendQueue),
-		events: make(chan *nats.Msg, eventBuffer),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
-	}
-	if !g.addSession(s) {
+	s := newSession(coreAdapter{g.core}, conn, claims, sessionConfig{
+		Heartbeat: g.cfg.Heartbeat, ReadLimit: g.cfg.ReadLimit, SendQueue: g.cfg.SendQueue,
+		stacks: g.stacks, logUnavailable: g.logUnavailable,
+	})
+	if !g.core.Sessions.Add(s) {
 		s.close(closeGoingAway, "server shutting down: reconnect")
 		s.writeClose()
 		_ = conn.Close()
@@ -101,13 +84,97 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 	}
 	// The session runs on its own goroutine so this handler returns:
 	// net/http's per-connection buffers (6 KiB) are then freed instead of
-	// living as long as the socket.
+	// living as long as the socket. The gateway owns it (Close waits).
 	cursor := r.URL.Query().Get("cursor")
+	g.wg.Add(1)
 	go func() {
+		defer g.wg.Done()
 		defer close(s.done)
-		defer g.removeSession(s)
-		s.run(ctx, cursor)
+		defer g.core.Sessions.Remove(s)
+		s.run(cursor)
 	}()
+}
+
+// sessionCore is what a WebSocket session needs of chat: narrow, so that a
+// session can be tested without a server, and so that another transport
+// sees what the WebSocket one relies on.
+type sessionCore interface {
+	Send(ctx context.Context, c chat.Claims, req *schema.SendRequest) (schema.Ack, error)
+	SetStatus(ctx context.Context, c chat.Claims, messageID, status string) error
+	Typing(ctx context.Context, userID, conv, state string) error
+	Presence(ctx context.Context, viewer, userID string) schema.Presence
+	// SyncPoint and Scan: see chat.Sync.Point and chat.Sync.Scan.
+	SyncPoint(ctx context.Context, cursor string) (pos, from uint64, err error)
+	Scan(ctx context.Context, user string, after, upTo uint64, redact bool, fn func(seq uint64, event []byte) error) (uint64, error)
+	// Subscribe delivers user's live events to ch.
+	Subscribe(user string, ch chan *nats.Msg) (liveSub, error)
+	// Generation changes when live events may have been lost (a NATS
+	// reconnection).
+	Generation() uint64
+}
+
+// liveSub is a live subscription: how many events it had to drop.
+type liveSub interface {
+	Dropped() (int, error)
+	Unsubscribe() error
+}
+
+// coreAdapter is sessionCore over chat's services.
+type coreAdapter struct{ c *chat.Core }
+
+func (a coreAdapter) Send(ctx context.Context, c chat.Claims, req *schema.SendRequest) (schema.Ack, error) {
+	return a.c.Messages.Send(ctx, c, req)
+}
+
+func (a coreAdapter) SetStatus(ctx context.Context, c chat.Claims, messageID, status string) error {
+	_, err := a.c.Messages.SetStatus(ctx, c, messageID, status)
+	return err
+}
+
+func (a coreAdapter) Typing(ctx context.Context, userID, conv, state string) error {
+	return a.c.Presence.Typing(ctx, userID, conv, state)
+}
+
+func (a coreAdapter) Presence(ctx context.Context, viewer, userID string) schema.Presence {
+	return a.c.Presence.Of(ctx, viewer, userID)
+}
+
+func (a coreAdapter) SyncPoint(ctx context.Context, cursor string) (uint64, uint64, error) {
+	return a.c.Sync.Point(ctx, cursor)
+}
+
+func (a coreAdapter) Scan(ctx context.Context, user string, after, upTo uint64, redact bool, fn func(uint64, []byte) error) (uint64, error) {
+	return a.c.Sync.Scan(ctx, user, after, upTo, 0, redact, fn)
+}
+
+func (a coreAdapter) Subscribe(user string, ch chan *nats.Msg) (liveSub, error) {
+	sub, err := a.c.Sync.Subscribe(user, ch)
+	if err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+func (a coreAdapter) Generation() uint64 { return a.c.Sync.Generation() }
+
+// wsConn is what a session uses of a *websocket.Conn.
+type wsConn interface {
+	NextReader() (int, io.Reader, error)
+	WriteMessage(messageType int, data []byte) error
+	WriteControl(messageType int, data []byte, deadline time.Time) error
+	SetReadDeadline(t time.Time) error
+	SetWriteDeadline(t time.Time) error
+	SetPongHandler(h func(appData string) error)
+	SetReadLimit(limit int64)
+	Close() error
+}
+
+type sessionConfig struct {
+	Heartbeat      time.Duration
+	ReadLimit      int64
+	SendQueue      int
+	stacks         *stackPool
+	logUnavailable func(what string, err error)
 }
 
 // eventBuffer is how many live events a connection holds while its
@@ -115,14 +182,16 @@ func (g *Gateway) handleWS(w http.ResponseWriter, r *http.Request) {
 // gap from the stream.
 const eventBuffer = 64
 
-// session is one WebSocket connection of one device. The handler
-// goroutine reads frames; the writer goroutine owns the socket's write
-// side: it replays, sends synced, then writes live events and answers.
-// close may be called from anywhere and more than once.
+// session is one WebSocket connection of one device. The reader goroutine
+// reads frames; the writer goroutine owns the socket's write side: it
+// replays, sends synced, then writes live events and answers. close may
+// be called from anywhere and more than once.
 type session struct {
-	g      *Gateway
-	conn   *websocket.Conn
-	claims auth.Claims
+	core   sessionCore
+	conn   wsConn
+	claims chat.Claims
+	cfg    sessionConfig
+	ctx    context.Context
 	cancel context.CancelFunc
 
 	out    chan []byte    // answers (ack, error, pong); full means the client is too slow
@@ -135,9 +204,39 @@ type session struct {
 	done      chan struct{} // closed when the session is over
 
 	// Owned by the writer: what it has seen of the live subscription.
-	inboxSub   *nats.Subscription
+	inboxSub   liveSub
 	dropped    int
 	generation uint64
+}
+
+func newSession(core sessionCore, conn wsConn, claims chat.Claims, cfg sessionConfig) *session {
+	if cfg.stacks == nil {
+		cfg.stacks = newStackPool()
+	}
+	if cfg.logUnavailable == nil {
+		cfg.logUnavailable = func(string, error) {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{
+		core: core, conn: conn, claims: claims, cfg: cfg, ctx: ctx, cancel: cancel,
+		out:    make(chan []byte, cfg.SendQueue),
+		events: make(chan *nats.Msg, eventBuffer),
+		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+}
+
+// UserID, DeviceID and Close make a session a chat.Session.
+func (s *session) UserID() string   { return s.claims.UserID }
+func (s *session) DeviceID() string { return s.claims.DeviceID }
+
+func (s *session) Close(reason chat.CloseReason) {
+	switch reason {
+	case chat.CloseRevoked:
+		s.close(closeUnauthorized, "device revoked")
+	default:
+		s.close(closeGoingAway, "server shutting down: reconnect")
+	}
 }
 
 func (s *session) close(code int, text string) {
@@ -163,13 +262,13 @@ func (s *session) enqueueJSON(v any) {
 	s.enqueue(b)
 }
 
-func (s *session) run(ctx context.Context, cursor string) {
+func (s *session) run(cursor string) {
 	defer s.cancel()
 	// Subscribe before the sync point, so no event falls between the
 	// replay and the first live event; overlaps are skipped by cursor.
 	// One subscription carries stored and ephemeral events alike: each
 	// costs about 0.7 KB in nats.go and nats-server per connection.
-	sub, err := s.g.nc.ChanSubscribe(streams.DeliverFilter(s.claims.UserID), s.events)
+	sub, err := s.core.Subscribe(s.claims.UserID, s.events)
 	if err != nil {
 		s.close(closeGoingAway, "unavailable")
 	} else {
@@ -184,19 +283,19 @@ func (s *session) run(ctx context.Context, cursor string) {
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
-		s.writeLoop(ctx, cursor)
+		s.writeLoop(s.ctx, cursor)
 	}()
-	s.readLoop(ctx)
+	s.readLoop(s.ctx)
 	<-writerDone
 }
 
 func (s *session) readLoop(ctx context.Context) {
-	deadline := func() { _ = s.conn.SetReadDeadline(time.Now().Add(silenceGrace + s.g.cfg.Heartbeat)) }
+	deadline := func() { _ = s.conn.SetReadDeadline(time.Now().Add(silenceGrace + s.cfg.Heartbeat)) }
 	deadline()
 	s.conn.SetPongHandler(func(string) error { deadline(); return nil })
 	// A hard cap far above the read limit: frames between the two are
 	// drained and refused with 413 while the connection lives on.
-	s.conn.SetReadLimit(s.g.cfg.ReadLimit * 16)
+	s.conn.SetReadLimit(s.cfg.ReadLimit * 16)
 	for {
 		_, r, err := s.conn.NextReader()
 		if err != nil {
@@ -204,21 +303,20 @@ func (s *session) readLoop(ctx context.Context) {
 			return
 		}
 		deadline()
-		raw, err := io.ReadAll(io.LimitReader(r, s.g.cfg.ReadLimit+1))
+		raw, err := io.ReadAll(io.LimitReader(r, s.cfg.ReadLimit+1))
 		if err != nil {
 			s.close(closeNormal, "")
 			return
 		}
-		if int64(len(raw)) > s.g.cfg.ReadLimit {
+		if int64(len(raw)) > s.cfg.ReadLimit {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				s.close(closePolicy, "frame too large")
 				return
 			}
-			s.enqueueJSON(schema.NewErrorFrame(schema.Errorf(http.StatusRequestEntityTooLarge, schema.CodeTooLarge,
-				"frame is over the %d-byte read limit", s.g.cfg.ReadLimit), ""))
+			s.enqueue(errorFrame(chat.Errorf(schema.CodeTooLarge, "frame is over the %d-byte read limit", s.cfg.ReadLimit), ""))
 			continue
 		}
-		s.g.stacks.run(func() { s.handleFrame(ctx, raw) })
+		s.cfg.stacks.run(func() { s.handleFrame(ctx, raw) })
 		select {
 		case <-s.quit:
 			return
@@ -230,34 +328,34 @@ func (s *session) readLoop(ctx context.Context) {
 func (s *session) handleFrame(ctx context.Context, raw []byte) {
 	f, err := schema.DecodeFrame(raw)
 	if err != nil {
-		s.enqueueJSON(schema.NewErrorFrame(err, f.Ref))
+		s.enqueue(errorFrame(err, f.Ref))
 		return
 	}
 	switch f.Type {
 	case schema.TypeSend:
-		ack, err := s.g.send(ctx, s.claims, &f.SendRequest)
+		ack, err := s.core.Send(ctx, s.claims, &f.SendRequest)
 		if err != nil {
-			s.g.logUnavailable("websocket send", err)
-			s.enqueueJSON(schema.NewErrorFrame(err, f.Ref))
+			s.cfg.logUnavailable("websocket send", err)
+			s.enqueue(errorFrame(err, f.Ref))
 			return
 		}
 		ack.Type, ack.Ref = schema.TypeAck, f.Ref
 		s.enqueueJSON(ack)
 	case schema.TypeReceipt:
-		if _, err := s.g.setStatus(ctx, s.claims, f.MessageID, f.Status); err != nil {
-			s.enqueueJSON(schema.NewErrorFrame(err, f.Ref))
+		if err := s.core.SetStatus(ctx, s.claims, f.MessageID, f.Status); err != nil {
+			s.enqueue(errorFrame(err, f.Ref))
 		}
 	case schema.TypeTyping:
-		if err := s.g.typing(ctx, s.claims.UserID, f.ConversationID, f.State); err != nil {
-			s.enqueueJSON(schema.NewErrorFrame(err, f.Ref))
+		if err := s.core.Typing(ctx, s.claims.UserID, f.ConversationID, f.State); err != nil {
+			s.enqueue(errorFrame(err, f.Ref))
 		}
 	case schema.TypePresenceSubscribe:
 		if len(f.UserIDs) > schema.MaxPresenceSubscribe {
-			s.enqueueJSON(schema.NewErrorFrame(schema.BadRequest("at most %d user_ids", schema.MaxPresenceSubscribe), f.Ref))
+			s.enqueue(errorFrame(chat.Errorf(schema.CodeBadRequest, "at most %d user_ids", schema.MaxPresenceSubscribe), f.Ref))
 			return
 		}
 		for _, id := range f.UserIDs {
-			s.enqueueJSON(s.g.presence(ctx, s.claims.UserID, id))
+			s.enqueueJSON(s.core.Presence(ctx, s.claims.UserID, id))
 		}
 	case schema.TypePresenceUnsubscrib:
 	case schema.TypePing:
@@ -270,23 +368,17 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 	defer s.conn.Close()
 	var c uint64
 	var err error
-	s.g.stacks.run(func() { c, err = s.replay(ctx, cursor) })
+	s.cfg.stacks.run(func() { c, err = s.replay(ctx, cursor) })
 	if err != nil {
 		if ctx.Err() == nil {
-			_ = s.write(mustJSON(schema.NewErrorFrame(err, "")))
-			code := closePolicy
-			switch {
-			case errors.Is(err, errCursorExpired):
-				code = closeCursorExpired
-			case errors.Is(err, schema.ErrUnavailable):
-				code = closeGoingAway
-			}
-			s.close(code, schema.AsError(err).Code)
+			_ = s.write(errorFrame(err, ""))
+			e, a, _ := refusal(err)
+			s.close(a.close, e.Code)
 		}
 		s.writeClose()
 		return
 	}
-	ping := time.NewTicker(s.g.cfg.Heartbeat)
+	ping := time.NewTicker(s.cfg.Heartbeat)
 	defer ping.Stop()
 	for {
 		var err error
@@ -337,16 +429,11 @@ func (s *session) writeClose() {
 	_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(s.closeCode, s.closeText), time.Now().Add(time.Second))
 }
 
-func mustJSON(v any) []byte {
-	b, _ := json.Marshal(v)
-	return b
-}
-
 // replay implements connect: wait for the sync point, send every event
 // after the cursor (none without one), then synced. It returns the
 // position the live stream continues from.
 func (s *session) replay(ctx context.Context, cursor string) (uint64, error) {
-	pos, from, err := s.g.syncPoint(ctx, cursor)
+	pos, from, err := s.core.SyncPoint(ctx, cursor)
 	if err != nil {
 		return 0, err
 	}
@@ -360,7 +447,8 @@ func (s *session) replay(ctx context.Context, cursor string) (uint64, error) {
 			synced = last // the last event sent
 		}
 	}
-	if err := s.write(mustJSON(schema.Synced{Type: schema.TypeSynced, Cursor: formatCursor(synced), HeartbeatMS: s.g.cfg.Heartbeat.Milliseconds()})); err != nil {
+	b, _ := json.Marshal(schema.Synced{Type: schema.TypeSynced, Cursor: chat.FormatCursor(synced), HeartbeatMS: s.cfg.Heartbeat.Milliseconds()})
+	if err := s.write(b); err != nil {
 		return 0, err
 	}
 	return pos, nil
@@ -369,11 +457,8 @@ func (s *session) replay(ctx context.Context, cursor string) (uint64, error) {
 // sendRange writes the user's events in (after, upTo] from the stream
 // (upTo 0: to the newest) and returns the last cursor sent.
 func (s *session) sendRange(ctx context.Context, after, upTo uint64, redact bool) (uint64, error) {
-	return s.g.scanInbox(ctx, s.claims.UserID, after, upTo, 0, func(seq uint64, data []byte) error {
-		if redact {
-			data = s.g.redact(ctx, s.claims.UserID, data)
-		}
-		return s.write(withCursor(data, seq))
+	return s.core.Scan(ctx, s.claims.UserID, after, upTo, redact, func(_ uint64, ev []byte) error {
+		return s.write(ev)
 	})
 }
 
@@ -382,80 +467,23 @@ func (s *session) sendRange(ctx context.Context, after, upTo uint64, redact bool
 // event (a dropped copy, a reconnect to NATS) is read from the stream, so
 // the device still gets every event once, in order.
 func (s *session) live(ctx context.Context, m *nats.Msg, c uint64) (uint64, error) {
-	seqHdr := m.Header.Get(nats.JSSequence)
-	if seqHdr == "" {
+	n, prev, stored, err := streams.Delivered(m)
+	if !stored {
 		return c, s.write(m.Data) // typing: ephemeral, no cursor
 	}
-	n, err := strconv.ParseUint(seqHdr, 10, 64)
 	if err != nil || n <= c {
 		return c, nil // replayed already
 	}
-	prev, _ := strconv.ParseUint(m.Header.Get(nats.JSLastSequence), 10, 64)
-	if dropped, _ := s.inboxSub.Dropped(); prev > c || dropped > s.dropped || s.g.natsGeneration() != s.generation {
-		s.dropped, s.generation = dropped, s.g.natsGeneration()
+	dropped := s.dropped
+	if s.inboxSub != nil {
+		dropped, _ = s.inboxSub.Dropped()
+	}
+	if gen := s.core.Generation(); prev > c || dropped > s.dropped || gen != s.generation {
+		s.dropped, s.generation = dropped, gen
 		var last uint64
 		var err error
-		s.g.stacks.run(func() { last, err = s.sendRange(ctx, c, 0, false) })
+		s.cfg.stacks.run(func() { last, err = s.sendRange(ctx, c, 0, false) })
 		return last, err
 	}
-	return n, s.write(withCursor(m.Data, n))
-}
-
-// Ephemeral events travel on core NATS (streams.LiveSubject), never stored.
-
-func (g *Gateway) typing(ctx context.Context, userID, conv, state string) error {
-	if state != "composing" && state != "paused" {
-		return schema.BadRequest(`state must be "composing" or "paused"`)
-	}
-	if !schema.ValidConversationID(conv) {
-		return schema.Errorf(http.StatusNotFound, schema.CodeNotFound, "conversation not found")
-	}
-	users, err := g.st.Participants(ctx, conv)
-	if err != nil || !slices.Contains(users, userID) {
-		return schema.Errorf(http.StatusNotFound, schema.CodeNotFound, "conversation not found")
-	}
-	ev, _ := json.Marshal(schema.Typing{Type: schema.TypeTyping, ConversationID: conv, UserID: userID, State: state})
-	for _, u := range users {
-		if u != userID {
-			_ = g.nc.Publish(streams.LiveSubject(u), ev)
-		}
-	}
-	return nil
-}
-
-// presence answers from this node's sessions; the cluster-wide registry
-// (NATS KV) comes with the presence work. last_seen is known for users
-// who disconnected since this process started, and shown per their
-// privacy setting.
-func (g *Gateway) presence(ctx context.Context, viewer, userID string) schema.Presence {
-	g.mu.Lock()
-	online, seen := g.online[userID] > 0, g.lastSeen[userID]
-	g.mu.Unlock()
-	p := schema.Presence{Type: schema.TypePresence, UserID: userID, Status: "offline"}
-	if online {
-		p.Status = "online"
-		return p
-	}
-	if seen > 0 && g.lastSeenVisible(ctx, viewer, userID) {
-		p.LastSeen = seen
-	}
-	return p
-}
-
-func (g *Gateway) lastSeenVisible(ctx context.Context, viewer, userID string) bool {
-	if viewer == userID {
-		return true
-	}
-	u, err := g.st.UserByID(ctx, userID)
-	if err != nil {
-		return false
-	}
-	switch u.LastSeenPrivacy {
-	case "nobody":
-		return false
-	case "contacts":
-		ok, err := g.st.SharesConversation(ctx, viewer, userID)
-		return err == nil && ok
-	}
-	return true
+	return n, s.write(chat.WithCursor(m.Data, n))
 }

@@ -1,6 +1,6 @@
 // Package schema holds natter's wire types, their validation and the error
-// codes of the client contract (shared/protocol.md), plus the embedded SQL
-// migrations of the storage adapters.
+// codes of the client contract (shared/protocol.md): the client contract
+// only. Storage migrations belong to their adapter (store/sqlite/migrations).
 package schema
 
 import (
@@ -9,9 +9,12 @@ import (
 	"net/http"
 )
 
-// Error is a refusal a client can act on: an HTTP-like status and a machine
-// code from the contract. Gateways render it as
-// {"error":{"code","message"}} over HTTP and as an error frame over WebSocket.
+// Error is a refusal a client can act on: a machine code from the
+// contract and a message. Status is set by schema's own validation (the
+// contract pairs codes with statuses) and left zero by chat; gateway's
+// table (gateway/edge.go) decides the status every transport answers. It
+// renders {"error":{"code","message"}} over HTTP and an error frame over
+// WebSocket.
 type Error struct {
 	Status       int    `json:"-"`
 	Code         string `json:"code"`
@@ -19,7 +22,12 @@ type Error struct {
 	RetryAfterMS int64  `json:"-"`
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
+func (e *Error) Error() string {
+	if e.Status == 0 { // chat's errors carry a code only; the edge picks the status
+		return fmt.Sprintf("%s: %s", e.Code, e.Message)
+	}
+	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
+}
 
 // Is makes errors.Is match any *Error with the same code.
 func (e *Error) Is(target error) bool {

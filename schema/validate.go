@@ -3,8 +3,12 @@ package schema
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
+	"reflect"
 	"regexp"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -26,7 +30,7 @@ func DecodeJSON(raw []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {
-		return BadRequest("malformed JSON: %v", err)
+		return decodeError(err)
 	}
 	// More() misses a stray '}' or ']', so look at what is left directly.
 	// Only JSON's four whitespace bytes may follow; bytes.TrimSpace would
@@ -37,13 +41,89 @@ func DecodeJSON(raw []byte, v any) error {
 	return nil
 }
 
+// fieldTypeError is a body that is JSON but has a field of the wrong
+// type: the rest of the object was decoded (encoding/json goes on after
+// such a field), so a frame's ref can still be echoed.
+type fieldTypeError struct{ refusal *Error }
+
+func (e fieldTypeError) Error() string { return e.refusal.Error() }
+func (e fieldTypeError) Unwrap() error { return e.refusal }
+
+// decodeError says what is wrong with a body in the client's terms: the
+// field and the types involved, never Go's type names.
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && te.Field == "":
+		return BadRequest("the body must be a JSON object, not %s", te.Value)
+	case errors.As(err, &te):
+		return fieldTypeError{refusal: BadRequest("field %q must be %s, not %s", jsonPath(te.Field), jsonKind(te.Type), te.Value)}
+	case errors.As(err, &se):
+		return BadRequest("malformed JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	case errors.Is(err, io.EOF):
+		return BadRequest("malformed JSON: the body is empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return BadRequest("malformed JSON: the body ends before the object does")
+	}
+	return BadRequest("malformed JSON: %s", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+// jsonPath drops the names of embedded Go structs from a field path:
+// encoding/json includes them, and every JSON name of the contract is
+// lower case.
+func jsonPath(field string) string {
+	parts := strings.Split(field, ".")
+	out := parts[:0]
+	for _, p := range parts {
+		if p != "" && (p[0] < 'A' || p[0] > 'Z') {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, ".")
+}
+
+// jsonKind names a Go type as the JSON a client should have sent.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "another type"
+}
+
 // DecodeFrame decodes a WebSocket client frame and checks what every frame
 // must satisfy: a known type and a ref of at most 128 bytes. The frame's
 // own fields are checked by the Validate* function of its type.
 func DecodeFrame(raw []byte) (ClientFrame, error) {
 	var f ClientFrame
 	if err := DecodeJSON(raw, &f); err != nil {
-		return ClientFrame{}, err
+		var fte fieldTypeError
+		if !errors.As(err, &fte) {
+			return ClientFrame{}, err
+		}
+		// The other fields decoded: answer with the frame's ref.
+		ref := f.Ref
+		if ref == "" && f.Type == TypeSend {
+			ref = f.ClientMessageID
+		}
+		if len(ref) > MaxRefBytes {
+			ref = ""
+		}
+		return ClientFrame{Ref: ref}, fte.refusal
 	}
 	if len(f.Ref) > MaxRefBytes {
 		f.Ref = ""

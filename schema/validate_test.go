@@ -188,6 +188,8 @@ func TestDecodeFrame(t *testing.T) {
 		{"trailing object", `{"type":"ping"} {}`, CodeBadRequest, ""},
 		{"trailing garbage", `{"type":"ping"} x`, CodeBadRequest, ""},
 		{"truncated", `{"type":"ping"`, CodeBadRequest, ""},
+		{"a malformed field still echoes the ref", `{"type":"send","ref":"r9","timestamp":"soon"}`, CodeBadRequest, "r9"},
+		{"a malformed field echoes the send's default ref", `{"type":"send","client_message_id":"c9","content":7}`, CodeBadRequest, "c9"},
 		{"trailing whitespace is fine", "{\"type\":\"ping\"}\n\t ", "", ""},
 	}
 	for _, tc := range cases {
@@ -274,5 +276,29 @@ func TestErrorHelpers(t *testing.T) {
 	fr := NewErrorFrame(rl, "r1")
 	if fr.Type != TypeError || fr.Status != 429 || fr.Code != CodeRateLimited || fr.Ref != "r1" || fr.RetryAfterMS != 1500 {
 		t.Errorf("frame %+v", fr)
+	}
+}
+
+// Error messages say which field has which wrong type, in JSON's terms:
+// never Go's type names.
+func TestDecodeErrorsNameFieldsNotGoTypes(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"type":"send","timestamp":"soon"}`:           `field "timestamp" must be an integer, not string`,
+		`{"type":"send","content":7}`:                  `field "content" must be a string, not number`,
+		`{"type":"presence.subscribe","user_ids":"a"}`: `field "user_ids" must be an array, not string`,
+		`[1]`:               `must be a JSON object, not array`,
+		`{"type":"ping"`:    "malformed JSON",
+		`{"type":"ping",,}`: "malformed JSON at byte",
+	} {
+		_, err := DecodeFrame([]byte(raw))
+		e := AsError(err)
+		if !strings.Contains(e.Message, want) {
+			t.Errorf("DecodeFrame(%s): %q, want it to say %q", raw, e.Message, want)
+		}
+		for _, goName := range []string{"Go struct", "Go value", "schema.", "ClientFrame", "SendRequest", "int64"} {
+			if strings.Contains(e.Message, goName) {
+				t.Errorf("DecodeFrame(%s): %q shows a Go name (%s)", raw, e.Message, goName)
+			}
+		}
 	}
 }

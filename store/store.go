@@ -38,6 +38,9 @@ type User struct {
 	CreatedAt    int64  // ms since the epoch
 	// LastSeenPrivacy is "everyone" (the default when empty), "contacts" or "nobody".
 	LastSeenPrivacy string
+	// OnlinePrivacy is "everyone" (the default when empty) or
+	// "same_as_last_seen".
+	OnlinePrivacy string
 }
 
 // Device is one login of a user.
@@ -121,6 +124,9 @@ type Accounts interface {
 	UserByID(ctx context.Context, id string) (User, error)
 	UserByUsername(ctx context.Context, username string) (User, error)
 	SetLastSeenPrivacy(ctx context.Context, userID, value string) error
+	// SetOnlinePrivacy sets User.OnlinePrivacy; ErrNotFound for an
+	// unknown user.
+	SetOnlinePrivacy(ctx context.Context, userID, value string) error
 }
 
 // Devices stores logins and their refresh tokens (by hash only).
@@ -147,6 +153,8 @@ type Blocks interface {
 	Unblock(ctx context.Context, blocker, blocked string) error
 	// Blocked reports whether either user has blocked the other.
 	Blocked(ctx context.Context, a, b string) (bool, error)
+	// BlockedUsers lists the users blocker has blocked, in id order.
+	BlockedUsers(ctx context.Context, blocker string) ([]string, error)
 }
 
 // Conversations stores conversations and their participants.

@@ -33,3 +33,17 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Setup) error {
 	}
 	return nil
 }
+
+// Check reports the first stream or bucket natter needs that is missing
+// or unreachable: what readiness asks.
+func Check(ctx context.Context, js jetstream.JetStream) error {
+	for _, name := range []string{StreamConv, StreamInbox, StreamDeadLetter} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	if _, err := js.KeyValue(ctx, BucketSessions); err != nil {
+		return fmt.Errorf("bucket %s: %w", BucketSessions, err)
+	}
+	return nil
+}

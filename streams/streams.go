@@ -2,14 +2,19 @@
 // consumers and KV buckets, and the subjects and headers that tie them
 // together. Operators can inspect all of them with the standard nats CLI.
 //
-//	natter.conv.msg.<conversation_id>   CONV   a message (JSON schema.Message)
+//	natter.conv.msg.<conversation_id>   CONV   a message (MessageRecord)
 //	natter.conv.rcpt.<conversation_id>  CONV   a delivered/read status (Receipt)
 //	natter.conv.del.<conversation_id>   CONV   a deletion (Deletion)
+//	natter.conv.mem.<conversation_id>   CONV   a group membership change (Membership; groups to come)
 //	natter.inbox.<user_id>.m            INBOX  message and deleted events for a user
 //	natter.inbox.<user_id>.r            INBOX  receipt events for a user
 //	natter.dlq.<consumer>               DEADLETTER  what a consumer gave up on
 //	natter.deliver.<user_id>.<kind>     (core)  INBOX republishes every stored event here
 //	natter.deliver.<user_id>.live       (core)  ephemeral events (typing), never stored
+//	natter.blocks.changed               (core)  a pair's block changed: every node drops its cached state
+//
+// CONV carries records (records.go), versioned and separate from the
+// client frames of schema; INBOX carries the rendered client events.
 //
 // Each inbox sub-subject has exactly one writer (fanout for .m, receipts
 // for .r) that publishes in CONV order; that is what makes redelivery
@@ -44,6 +49,7 @@ const (
 	convMsgPrefix  = "natter.conv.msg."
 	convRcptPrefix = "natter.conv.rcpt."
 	convDelPrefix  = "natter.conv.del."
+	convMemPrefix  = "natter.conv.mem."
 	inboxPrefix    = "natter.inbox."
 	deliverPrefix  = "natter.deliver."
 	dlqPrefix      = "natter.dlq."
@@ -80,6 +86,14 @@ func ReceiptSubject(conversationID string) string { return convRcptPrefix + conv
 // DeleteSubject is where a conversation's deletions are published.
 func DeleteSubject(conversationID string) string { return convDelPrefix + conversationID }
 
+// MembershipSubject is where a group conversation's membership changes
+// are published, in order with its messages.
+func MembershipSubject(conversationID string) string { return convMemPrefix + conversationID }
+
+// SubjectBlocksChanged tells every node that a pair's block changed (the
+// payload is PairKey of the two users).
+const SubjectBlocksChanged = "natter.blocks.changed"
+
 // InboxSubject is one writer's part of a user's inbox.
 func InboxSubject(userID, kind string) string { return inboxPrefix + userID + "." + kind }
 
@@ -110,6 +124,9 @@ const (
 	KindMessage
 	KindReceipt
 	KindDelete
+	// KindMembership is a group membership change; consumers of today
+	// skip it.
+	KindMembership
 )
 
 // ParseConvSubject returns the kind and conversation id of a CONV subject.
@@ -117,7 +134,7 @@ func ParseConvSubject(subject string) (Kind, string) {
 	for _, p := range []struct {
 		prefix string
 		kind   Kind
-	}{{convMsgPrefix, KindMessage}, {convRcptPrefix, KindReceipt}, {convDelPrefix, KindDelete}} {
+	}{{convMsgPrefix, KindMessage}, {convRcptPrefix, KindReceipt}, {convDelPrefix, KindDelete}, {convMemPrefix, KindMembership}} {
 		if len(subject) > len(p.prefix) && subject[:len(p.prefix)] == p.prefix {
 			return p.kind, subject[len(p.prefix):]
 		}

@@ -95,9 +95,13 @@ func (w *Watermark) info(ctx context.Context, name string, since time.Time) (*je
 	w.mu.Lock()
 	c := w.infos[name]
 	if c == nil || c.at.Before(since) {
+		// This caller fetches for every waiter that joins meanwhile: the
+		// request has an owner and no goroutine outlives its caller.
 		c = &infoCall{at: time.Now(), done: make(chan struct{})}
 		w.infos[name] = c
-		go w.fetch(name, c)
+		w.mu.Unlock()
+		w.fetch(ctx, name, c)
+		return c.info, c.err
 	}
 	w.mu.Unlock()
 	select {
@@ -108,9 +112,11 @@ func (w *Watermark) info(ctx context.Context, name string, since time.Time) (*je
 	}
 }
 
-func (w *Watermark) fetch(name string, c *infoCall) {
+// fetch does not stop when the caller's ctx ends: other waiters share
+// its answer. It is bounded by its own timeout instead.
+func (w *Watermark) fetch(ctx context.Context, name string, c *infoCall) {
 	defer close(c.done)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	cons, err := w.js.Consumer(ctx, StreamConv, name)
 	if err != nil {

@@ -38,7 +38,14 @@ func TestFullDisk(t *testing.T) {
 	d := startDuo(ctx, t, testnode.Options{NATS: true})
 	node, rest, view, as, bob, bs := d.node, d.rest, d.view, d.as, d.bob, d.bs
 	first := map[string]string{as[0].ID: firstCursor(ctx, t, node, as[0]), bs[0].ID: firstCursor(ctx, t, node, bs[0])}
+	// carol exists before the disk fills, but nobody has written to her:
+	// a send to her on a full disk is the first of a new conversation.
+	carol, err := rest.Register(ctx, "carol", password)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var acked []testnode.Ack
+	var largest int64
 	content := strings.Repeat("d", 16<<10)
 	for i := range 20 {
 		a, err := rest.Send(ctx, as[0].Access, testnode.NewSend(fmt.Sprint("before-", i), bob.ID, content))
@@ -53,7 +60,7 @@ func TestFullDisk(t *testing.T) {
 	if err := node.Term(ctx); err != nil {
 		t.Fatal(err)
 	}
-	largest, err := largestFile(node.DataDir())
+	largest, err = largestFile(node.DataDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +127,63 @@ func TestFullDisk(t *testing.T) {
 	if r.Status != http.StatusOK && r.Status != http.StatusServiceUnavailable {
 		t.Errorf("conversation list on a full disk: %s, want 200 or 503", r)
 	}
+
+	// The store's writes on a full disk: fill the database's files too
+	// (each privacy change is one small transaction), then a first send
+	// to a new peer, a registration and a login. Each answers 503
+	// unavailable with Retry-After and a message, never 500; before the
+	// store fills they may still succeed.
+	storeFull := false
+	for i := 0; i < 4000 && !storeFull; i++ {
+		value := []string{"everyone", "nobody"}[i%2]
+		r, err := rest.Do(ctx, "PUT", "/v1/me/privacy", as[0].Access, map[string]string{"last_seen": value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case r.Status == http.StatusOK:
+		case r.Status == http.StatusServiceUnavailable && r.ErrorCode() == "unavailable" && r.Header.Get("Retry-After") != "":
+			storeFull = true
+		default:
+			t.Fatalf("privacy change %d on a full disk: %s, want 200 or 503 unavailable with Retry-After", i, r)
+		}
+	}
+	f.add("store_refused_writes", storeFull)
+	storeWrite := func(name string, r *testnode.Response, ok int) {
+		t.Helper()
+		f.add(name+"_on_full_disk", r.Status)
+		code, message := r.Error()
+		switch {
+		case r.Status == ok && !storeFull:
+		case r.Status == http.StatusServiceUnavailable && code == "unavailable" && message != "" && r.Header.Get("Retry-After") != "":
+			if strings.Contains(message, "client_message_id") && name != "first_send_to_new_peer" {
+				t.Errorf("%s on a full disk is told to retry with a client_message_id: %q", name, message)
+			}
+		default:
+			t.Errorf("%s on a full disk: %s, want 503 unavailable with Retry-After and a message", name, r)
+		}
+	}
+	r, err = rest.Do(ctx, "POST", "/v1/messages", as[0].Access, testnode.NewSend("to-carol", carol.ID, "hello carol"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// JetStream is full as well: even with room in the store the send is
+	// refused (503), never acknowledged.
+	if r.Status != http.StatusServiceUnavailable {
+		t.Errorf("first send to a new peer on a full disk: %s, want 503", r)
+	}
+	storeWrite("first_send_to_new_peer", r, http.StatusServiceUnavailable)
+	r, err = rest.Do(ctx, "POST", "/v1/auth/register", "", map[string]string{"username": "dave", "password": password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeWrite("register", r, http.StatusCreated)
+	r, err = rest.Do(ctx, "POST", "/v1/auth/login", "", map[string]string{"username": "bob", "password": password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeWrite("login", r, http.StatusOK)
+	f.goal("process_up_after_store_writes", node.Running(), "true")
 
 	// Room again: kill -9 (the harsher end of a full disk) and restart
 	// without the cap. Everything acknowledged is there, once.

@@ -13,21 +13,25 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/fftoml"
 	"github.com/peterbourgon/ff/v3/ffyaml"
 
+	"github.com/natter-chat/natter/chat"
+	"github.com/natter-chat/natter/chat/auth"
 	"github.com/natter-chat/natter/config"
 	"github.com/natter-chat/natter/consumers"
 	"github.com/natter-chat/natter/gateway"
-	"github.com/natter-chat/natter/gateway/auth"
 	"github.com/natter-chat/natter/internal/connlimit"
 	"github.com/natter-chat/natter/internal/datadir"
 	"github.com/natter-chat/natter/natsnode"
+	"github.com/natter-chat/natter/store"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -85,9 +89,9 @@ func serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	if err := streams.Ensure(ctx, js, streams.Setup{
-		Limits: streams.Limits{Replicas: 1, ConvMaxAge: cfg.ConvRetention, InboxMaxAge: cfg.InboxRetention,
+		Limits: streams.Limits{Replicas: cfg.StreamReplicas, ConvMaxAge: cfg.ConvRetention, InboxMaxAge: cfg.InboxRetention,
 			MaxBytes: cfg.StreamMaxBytes, DuplicateWindow: cfg.DuplicateWindow},
-		Tuning:   streams.ConsumerTuning{MaxAckPending: cfg.MaxAckPending, MaxDeliver: cfg.MaxDeliver, AckWait: 30 * time.Second},
+		Tuning:   streams.ConsumerTuning{MaxAckPending: cfg.MaxAckPending, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait},
 		TokenTTL: cfg.AccessTokenTTL,
 	}); err != nil {
 		return err
@@ -103,14 +107,58 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(ctx, gateway.Config{
-		ReadLimit: cfg.ReadLimit, Heartbeat: cfg.Heartbeat, SendQueue: cfg.SendQueue, AllowedOrigins: cfg.AllowedOrigins,
-		RateLimit: cfg.RateLimit, SendBurst: cfg.SendBurst, SendRate: cfg.SendRate, AuthBurst: cfg.AuthBurst, AuthRate: cfg.AuthRate,
-		Pprof: cfg.Pprof, SoleSequencer: true, Logger: log,
+	core, err := chat.New(ctx, chat.Config{
+		RateLimit: cfg.RateLimit, SendBurst: cfg.SendBurst, SendRate: cfg.SendRate,
+		SoleSequencer: cfg.SoleSequencer, Logger: log,
 	}, db, nc, auth.NewSigner(key, cfg.AccessTokenTTL))
 	if err != nil {
-		return fmt.Errorf("start gateway: %w", err)
+		return fmt.Errorf("start chat: %w", err)
 	}
+	// cmd owns nc: only it sets handlers on it.
+	nc.SetReconnectHandler(func(*nats.Conn) { core.Sync.Reconnected() })
+	coreCtx, stopCore := context.WithCancel(context.Background())
+	coreDone := make(chan struct{})
+	go func() {
+		defer close(coreDone)
+		if err := core.Run(coreCtx); err != nil {
+			log.Error("chat stopped", "err", err)
+		}
+	}()
+	defer func() { stopCore(); <-coreDone }()
+
+	var consumersUp atomic.Int32
+	gw := gateway.New(gateway.Config{
+		ReadLimit: cfg.ReadLimit, Heartbeat: cfg.Heartbeat, SendQueue: cfg.SendQueue, AllowedOrigins: cfg.AllowedOrigins,
+		RateLimit: cfg.RateLimit, AuthBurst: cfg.AuthBurst, AuthRate: cfg.AuthRate,
+		Pprof: cfg.Pprof, Logger: log,
+		ReadyChecks: []gateway.ReadyCheck{
+			{Name: "nats", Check: func(context.Context) error {
+				if !nc.IsConnected() {
+					return fmt.Errorf("not connected (%s)", nc.Status())
+				}
+				return nil
+			}},
+			{Name: "streams", Check: func(ctx context.Context) error { return streams.Check(ctx, js) }},
+			// A stream closed by a write error is present but refuses writes.
+			{Name: "jetstream", Check: func(context.Context) error { return node.Healthy() }},
+			{Name: "store", Check: func(ctx context.Context) error {
+				if _, err := db.UserByID(ctx, "readyz-probe"); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				return nil
+			}},
+			{Name: "consumers", Check: func(context.Context) error {
+				if n := consumersUp.Load(); n != 3 {
+					return fmt.Errorf("%d of 3 running", n)
+				}
+				return nil
+			}},
+		},
+	}, core)
+	gwCtx, stopGateway := context.WithCancel(context.Background())
+	gwDone := make(chan struct{})
+	go func() { defer close(gwDone); _ = gw.Run(gwCtx) }()
+	defer func() { stopGateway(); <-gwDone }()
 	defer gw.Close()
 
 	// Consumers run until consumersCtx ends, which happens after the
@@ -120,7 +168,7 @@ func serve(ctx context.Context, args []string) error {
 	var wg sync.WaitGroup
 	// This process is the only one consuming, so it may take back at once
 	// what a killed predecessor left in flight.
-	copts := consumers.Options{MaxDeliver: cfg.MaxDeliver, ResetOnStart: true, Logger: log}
+	copts := consumers.Options{MaxDeliver: cfg.MaxDeliver, ResetOnStart: cfg.ResetOnStart, Logger: log}
 	errs := make(chan error, 3)
 	for _, c := range []interface{ Run(context.Context) error }{
 		consumers.NewPersist(js, db, copts),
@@ -128,8 +176,10 @@ func serve(ctx context.Context, args []string) error {
 		consumers.NewReceipts(js, db, copts),
 	} {
 		wg.Add(1)
+		consumersUp.Add(1)
 		go func() {
 			defer wg.Done()
+			defer consumersUp.Add(-1)
 			if err := c.Run(consumersCtx); err != nil {
 				errs <- err
 			}
@@ -138,6 +188,16 @@ func serve(ctx context.Context, args []string) error {
 	defer wg.Wait()
 	defer stopConsumers()
 
+	// Listen only once every stored revocation is known: clients then
+	// never meet the gateway's "starting" answer, and a revoked token
+	// never passes.
+	select {
+	case <-core.RevocationsLoaded():
+	case <-ctx.Done():
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("revocations (bucket %s) not loaded after 30s", streams.BucketSessions)
+	}
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)

@@ -37,6 +37,10 @@ func TestContractPaths(t *testing.T) {
 	doc, _ := parse(t)
 	for _, tc := range []struct{ method, path string }{
 		{"GET", "/healthz"},
+		{"GET", "/readyz"},
+		{"GET", "/v1/me"},
+		{"GET", "/v1/me/privacy"},
+		{"GET", "/v1/me/blocks"},
 		{"GET", "/v1/openapi.json"},
 		{"POST", "/v1/auth/register"},
 		{"POST", "/v1/auth/login"},

@@ -13,12 +13,12 @@ import (
 // CreateUser stores u; a taken username or id is store.ErrConflict.
 func (db *DB) CreateUser(ctx context.Context, u store.User) error {
 	_, err := db.exec(ctx, "create user",
-		`INSERT INTO users (id, username, password_hash, created_at, last_seen_privacy) VALUES ($1, $2, $3, $4, $5)`,
-		u.ID, u.Username, u.PasswordHash, u.CreatedAt, u.LastSeenPrivacy)
+		`INSERT INTO users (id, username, password_hash, created_at, last_seen_privacy, online_privacy) VALUES ($1, $2, $3, $4, $5, $6)`,
+		u.ID, u.Username, u.PasswordHash, u.CreatedAt, u.LastSeenPrivacy, u.OnlinePrivacy)
 	return err
 }
 
-const userColumns = `id, username, password_hash, created_at, last_seen_privacy`
+const userColumns = `id, username, password_hash, created_at, last_seen_privacy, online_privacy`
 
 func (db *DB) UserByID(ctx context.Context, id string) (store.User, error) {
 	return db.user(ctx, "user "+id, `SELECT `+userColumns+` FROM users WHERE id = $1`, id)
@@ -30,7 +30,7 @@ func (db *DB) UserByUsername(ctx context.Context, username string) (store.User, 
 
 func (db *DB) user(ctx context.Context, what, query string, arg string) (store.User, error) {
 	var u store.User
-	err := db.pool.QueryRow(ctx, query, arg).Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt, &u.LastSeenPrivacy)
+	err := db.pool.QueryRow(ctx, query, arg).Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt, &u.LastSeenPrivacy, &u.OnlinePrivacy)
 	if err != nil {
 		return store.User{}, notFound(what, err)
 	}
@@ -41,6 +41,14 @@ func (db *DB) SetLastSeenPrivacy(ctx context.Context, userID, value string) erro
 	n, err := db.exec(ctx, "set last-seen privacy", `UPDATE users SET last_seen_privacy = $1 WHERE id = $2`, value, userID)
 	if err == nil && n == 0 {
 		err = fmt.Errorf("set last-seen privacy: user %s: %w", userID, store.ErrNotFound)
+	}
+	return err
+}
+
+func (db *DB) SetOnlinePrivacy(ctx context.Context, userID, value string) error {
+	n, err := db.exec(ctx, "set online privacy", `UPDATE users SET online_privacy = $1 WHERE id = $2`, value, userID)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("set online privacy: user %s: %w", userID, store.ErrNotFound)
 	}
 	return err
 }
@@ -162,6 +170,22 @@ func (db *DB) Blocked(ctx context.Context, a, b string) (bool, error) {
 		return false, fmt.Errorf("blocked: %w", err)
 	}
 	return blocked, nil
+}
+
+// BlockedUsers lists the users blocker has blocked, in id order.
+func (db *DB) BlockedUsers(ctx context.Context, blocker string) ([]string, error) {
+	rows, err := db.pool.Query(ctx, `SELECT blocked FROM blocks WHERE blocker = $1 ORDER BY blocked`, blocker)
+	if err != nil {
+		return nil, fmt.Errorf("blocked users: %w", classify(err))
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err := classify(err); err != nil && !isNotFound(err) { // a key with U+0000 blocked nobody
+		return nil, fmt.Errorf("blocked users: %w", err)
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	return ids, nil
 }
 
 func nullIfZero(v int64) *int64 {

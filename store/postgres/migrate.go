@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/natter-chat/natter/schema"
+	"github.com/natter-chat/natter/store/migration"
 )
 
 // migrations holds the schema, one NNNN_description.sql per version.
@@ -29,7 +29,7 @@ const migrationLock int64 = 0x1d3c_7a5e_40b2_9c61
 // lock throughout: nodes starting together apply each migration once, the
 // others wait and then find nothing to do. It returns what it applied.
 func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (applied []string, err error) {
-	ms, err := schema.Migrations(migrations, "migrations")
+	ms, err := migration.Read(migrations, "migrations")
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (applied
 }
 
 // apply runs m unless it is recorded, and reports whether it ran.
-func apply(ctx context.Context, conn *pgx.Conn, m schema.Migration) (bool, error) {
+func apply(ctx context.Context, conn *pgx.Conn, m migration.Migration) (bool, error) {
 	ran := false
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		var done bool

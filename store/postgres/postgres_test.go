@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/store"
+	"github.com/natter-chat/natter/store/migration"
 	"github.com/natter-chat/natter/store/storetest"
 )
 
@@ -118,7 +118,7 @@ func TestReopenKeepsData(t *testing.T) {
 // Two nodes starting together against an empty database: both succeed and
 // every migration is applied once.
 func TestMigrateConcurrently(t *testing.T) {
-	ms, err := schema.Migrations(migrations, "migrations")
+	ms, err := migration.Read(migrations, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,12 @@ import (
 // CreateUser stores u; a taken username or id is store.ErrConflict.
 func (db *DB) CreateUser(ctx context.Context, u store.User) error {
 	_, err := db.exec(ctx, "create user",
-		`INSERT INTO users (id, username, password_hash, created_at, last_seen_privacy) VALUES (?, ?, ?, ?, ?)`,
-		u.ID, u.Username, u.PasswordHash, u.CreatedAt, u.LastSeenPrivacy)
+		`INSERT INTO users (id, username, password_hash, created_at, last_seen_privacy, online_privacy) VALUES (?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Username, u.PasswordHash, u.CreatedAt, u.LastSeenPrivacy, u.OnlinePrivacy)
 	return err
 }
 
-const userColumns = `id, username, password_hash, created_at, last_seen_privacy`
+const userColumns = `id, username, password_hash, created_at, last_seen_privacy, online_privacy`
 
 func (db *DB) UserByID(ctx context.Context, id string) (store.User, error) {
 	return db.user(ctx, "user "+id, `SELECT `+userColumns+` FROM users WHERE id = ?`, id)
@@ -29,7 +29,7 @@ func (db *DB) UserByUsername(ctx context.Context, username string) (store.User, 
 
 func (db *DB) user(ctx context.Context, what, query string, arg string) (store.User, error) {
 	var u store.User
-	err := db.queryRow(ctx, query, arg).Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt, &u.LastSeenPrivacy)
+	err := db.queryRow(ctx, query, arg).Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt, &u.LastSeenPrivacy, &u.OnlinePrivacy)
 	if err != nil {
 		return store.User{}, notFound(what, err)
 	}
@@ -162,6 +162,34 @@ func (db *DB) Blocked(ctx context.Context, a, b string) (bool, error) {
 		return false, fmt.Errorf("blocked: %w", err)
 	}
 	return blocked, nil
+}
+
+func (db *DB) SetOnlinePrivacy(ctx context.Context, userID, value string) error {
+	n, err := db.exec(ctx, "set online privacy", `UPDATE users SET online_privacy = ? WHERE id = ?`, value, userID)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("set online privacy: user %s: %w", userID, store.ErrNotFound)
+	}
+	return err
+}
+
+func (db *DB) BlockedUsers(ctx context.Context, blocker string) ([]string, error) {
+	rows, err := db.query(ctx, `SELECT blocked FROM blocks WHERE blocker = ? ORDER BY blocked`, blocker)
+	if err != nil {
+		return nil, fmt.Errorf("blocked users: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("blocked users: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("blocked users: %w", err)
+	}
+	return out, nil
 }
 
 func nullIfZero(v int64) sql.NullInt64 { return sql.NullInt64{Int64: v, Valid: v != 0} }

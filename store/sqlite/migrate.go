@@ -7,14 +7,15 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/natter-chat/natter/schema"
+	"github.com/natter-chat/natter/store/migration"
+	"github.com/natter-chat/natter/store/sqlite/migrations"
 )
 
 // migrate applies the embedded migrations that schema_migrations does not
 // list yet, each in its own transaction with its record, so a crash leaves
 // either all of a migration or none of it.
 func migrate(ctx context.Context, w *sql.DB, log *slog.Logger) error {
-	ms, err := schema.Migrations(schema.SQLiteMigrations, "sqlite")
+	ms, err := migration.Read(migrations.SQLite, ".")
 	if err != nil {
 		return err
 	}
@@ -40,7 +41,7 @@ func migrate(ctx context.Context, w *sql.DB, log *slog.Logger) error {
 	return nil
 }
 
-func apply(ctx context.Context, w *sql.DB, m schema.Migration, log *slog.Logger) error {
+func apply(ctx context.Context, w *sql.DB, m migration.Migration, log *slog.Logger) error {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return err

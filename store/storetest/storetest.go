@@ -179,6 +179,15 @@ func testUsers(t *testing.T, s store.Store) {
 		t.Fatalf("LastSeenPrivacy = %q, want nobody", got.LastSeenPrivacy)
 	}
 	wantErr(t, s.SetLastSeenPrivacy(ctx, "u404", "nobody"), store.ErrNotFound)
+
+	if got, _ := s.UserByID(ctx, "u1"); got.OnlinePrivacy != "" {
+		t.Fatalf("OnlinePrivacy = %q, want empty (everyone) by default", got.OnlinePrivacy)
+	}
+	ok(t, s.SetOnlinePrivacy(ctx, "u1", "same_as_last_seen"))
+	if got, _ := s.UserByID(ctx, "u1"); got.OnlinePrivacy != "same_as_last_seen" || got.LastSeenPrivacy != "nobody" {
+		t.Fatalf("privacy = %q/%q, want same_as_last_seen/nobody", got.OnlinePrivacy, got.LastSeenPrivacy)
+	}
+	wantErr(t, s.SetOnlinePrivacy(ctx, "u404", "everyone"), store.ErrNotFound)
 }
 
 func testDevices(t *testing.T, s store.Store) {
@@ -277,9 +286,25 @@ func testBlocks(t *testing.T, s store.Store) {
 			t.Fatalf("Blocked(%s, %s) = %v, want %v", x, y, got, want)
 		}
 	}
+	listed := func(blocker string, want ...string) {
+		t.Helper()
+		got, err := s.BlockedUsers(ctx, blocker)
+		ok(t, err)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("BlockedUsers(%s) = %v, want %v", blocker, got, want)
+		}
+	}
 	blocked(a, b, false)
+	listed(a)
 	ok(t, s.Block(ctx, a, b))
 	ok(t, s.Block(ctx, a, b))
+	listed(a, b)
+	listed(b)
+	ok(t, s.Block(ctx, a, c))
+	listed(a, b, c)
+	ok(t, s.Unblock(ctx, a, c))
+	listed(a, b)
 	blocked(a, b, true)
 	blocked(b, a, true)
 	blocked(a, c, false)

@@ -1,10 +1,7 @@
-package gateway
+package chat
 
 import (
 	"context"
-	"math"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -13,8 +10,8 @@ import (
 	"github.com/natter-chat/natter/schema"
 )
 
-// limiter holds one token bucket per key (a user, a client address).
-type limiter struct {
+// Limiter holds one token bucket per key (a user, a client address).
+type Limiter struct {
 	on    bool
 	rate  rate.Limit
 	burst int
@@ -28,12 +25,14 @@ type bucket struct {
 	used time.Time
 }
 
-func newLimiter(on bool, perSecond float64, burst int) *limiter {
-	return &limiter{on: on, rate: rate.Limit(perSecond), burst: burst, buckets: map[string]*bucket{}}
+// NewLimiter allows burst calls per key at once, then perSecond; off
+// allows everything.
+func NewLimiter(on bool, perSecond float64, burst int) *Limiter {
+	return &Limiter{on: on, rate: rate.Limit(perSecond), burst: burst, buckets: map[string]*bucket{}}
 }
 
-// allow takes a token for key or returns a 429 saying when to retry.
-func (l *limiter) allow(key string) error {
+// Allow takes a token for key or returns a 429 saying when to retry.
+func (l *Limiter) Allow(key string) error {
 	if !l.on {
 		return nil
 	}
@@ -52,21 +51,21 @@ func (l *limiter) allow(key string) error {
 		return nil
 	}
 	r.CancelAt(now)
-	e := schema.Errorf(http.StatusTooManyRequests, schema.CodeRateLimited, "rate limit exceeded: retry in %s", delay.Round(time.Millisecond))
+	e := Errorf(schema.CodeRateLimited, "rate limit exceeded: retry in %s", delay.Round(time.Millisecond))
 	e.RetryAfterMS = delay.Milliseconds() + 1
 	return e
 }
 
-// sweep forgets buckets that have refilled, so the map stays as large as
-// the set of recently active keys.
-func (l *limiter) sweep(ctx context.Context) {
+// Run forgets buckets that have refilled, so the map stays as large as
+// the set of recently active keys, until ctx ends.
+func (l *Limiter) Run(ctx context.Context) error {
 	full := time.Duration(float64(l.burst)/float64(l.rate)*float64(time.Second)) + time.Minute
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case now := <-t.C:
 			l.mu.Lock()
 			for k, b := range l.buckets {
@@ -77,8 +76,4 @@ func (l *limiter) sweep(ctx context.Context) {
 			l.mu.Unlock()
 		}
 	}
-}
-
-func retryAfterSeconds(ms int64) string {
-	return strconv.FormatInt(int64(math.Ceil(float64(max(ms, 1))/1000)), 10)
 }

@@ -1,4 +1,4 @@
-package gateway
+package streams
 
 import (
 	"fmt"
@@ -18,21 +18,21 @@ func TestPublishErrorsAreClassified(t *testing.T) {
 		err                    error
 		full, storage, wrongSq bool
 	}{
-		{"stream full", api(10077, "maximum bytes exceeded"), true, false, false},
-		{"write failed", api(10077, "error storing message: write ... file too large"), false, true, false},
+		{"stream full", api(ErrCodeStoreFailed, "maximum bytes exceeded"), true, false, false},
+		{"write failed", api(ErrCodeStoreFailed, "error storing message: write ... file too large"), false, true, false},
 		{"jetstream disabled", api(jetstream.JSErrCodeJetStreamNotEnabled, "jetstream not enabled"), false, true, false},
-		{"insufficient resources", api(10023, "insufficient resources"), false, true, false},
+		{"insufficient resources", api(ErrCodeInsufficientResources, "insufficient resources"), false, true, false},
 		{"wrong last sequence", api(jetstream.JSErrCodeStreamWrongLastSequence, "wrong last sequence: 4"), false, false, true},
 		{"not an API error", fmt.Errorf("nats: timeout"), false, false, false},
 	}
 	for _, tc := range cases {
-		if got := isStreamFull(tc.err); got != tc.full {
+		if got := IsStreamFull(tc.err); got != tc.full {
 			t.Errorf("%s: isStreamFull = %v", tc.name, got)
 		}
-		if got := isStorageFailure(tc.err); got != tc.storage {
+		if got := IsStorageFailure(tc.err); got != tc.storage {
 			t.Errorf("%s: isStorageFailure = %v", tc.name, got)
 		}
-		if got := isWrongLastSeq(tc.err); got != tc.wrongSq {
+		if got := IsWrongLastSeq(tc.err); got != tc.wrongSq {
 			t.Errorf("%s: isWrongLastSeq = %v", tc.name, got)
 		}
 	}

@@ -1,7 +1,8 @@
-package gateway
+package chat
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,28 +83,30 @@ type clientIDLister interface {
 	ClientMessageIDs(ctx context.Context, fn func(senderID, clientMessageID string)) error
 }
 
-// loadSeenIDs fills the filter from the store once the store holds every
+// load fills the filter from the store once the store holds every
 // message acknowledged before now; messages acknowledged meanwhile are
-// added by the send path. Then the filter answers.
-func (g *Gateway) loadSeenIDs(ctx context.Context, st clientIDLister) {
+// added by the send path. Then the filter answers. It returns nil when
+// the filter could not be loaded: every send then reads the store.
+func (s *seenIDs) load(ctx context.Context, wm *streams.Watermark, st clientIDLister, log *slog.Logger) error {
 	start := time.Now()
-	last, err := g.wm.ConvLastSeq(ctx)
+	last, err := wm.ConvLastSeq(ctx)
 	if err == nil {
-		err = g.wm.Wait(ctx, last, streams.ConsumerPersist)
+		err = wm.Wait(ctx, last, streams.ConsumerPersist)
 	}
 	n := 0
 	if err == nil {
 		err = st.ClientMessageIDs(ctx, func(sender, cmid string) {
-			g.seen.add(sender, cmid)
+			s.add(sender, cmid)
 			n++
 		})
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			g.log.Warn("dedupe filter not loaded: every send reads the store for retries", "err", err)
+			log.Warn("dedupe filter not loaded: every send reads the store for retries", "err", err)
 		}
-		return
+		return nil
 	}
-	g.seen.ready.Store(true)
-	g.log.Info("dedupe filter loaded", "client_message_ids", n, "took", time.Since(start).Round(time.Millisecond))
+	s.ready.Store(true)
+	log.Info("dedupe filter loaded", "client_message_ids", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }

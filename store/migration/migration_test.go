@@ -1,27 +1,9 @@
-package schema
+package migration
 
 import (
 	"testing"
 	"testing/fstest"
 )
-
-func TestSQLiteMigrationsLoad(t *testing.T) {
-	ms, err := Migrations(SQLiteMigrations, "sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) == 0 || ms[0].Version != 1 {
-		t.Fatalf("want migrations starting at version 1, got %+v", ms)
-	}
-	for i, m := range ms {
-		if m.Version != i+1 {
-			t.Errorf("%s: version %d, want %d (no gaps)", m.Name, m.Version, i+1)
-		}
-		if m.SQL == "" {
-			t.Errorf("%s is empty", m.Name)
-		}
-	}
-}
 
 func TestMigrationsOrderAndErrors(t *testing.T) {
 	fsys := fstest.MapFS{
@@ -34,7 +16,7 @@ func TestMigrationsOrderAndErrors(t *testing.T) {
 		"zero/0000_z.sql":   {Data: []byte("z")},
 		"nosep/0003abc.sql": {Data: []byte("z")},
 	}
-	ms, err := Migrations(fsys, "m")
+	ms, err := Read(fsys, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +24,7 @@ func TestMigrationsOrderAndErrors(t *testing.T) {
 		t.Fatalf("got %+v, want versions 2 then 10", ms)
 	}
 	for _, dir := range []string{"bad", "dup", "zero", "nosep", "missing"} {
-		if _, err := Migrations(fsys, dir); err == nil {
+		if _, err := Read(fsys, dir); err == nil {
 			t.Errorf("%s: want an error", dir)
 		}
 	}

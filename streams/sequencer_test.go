@@ -1,4 +1,4 @@
-package gateway
+package streams_test
 
 import (
 	"context"
@@ -11,12 +11,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/natter-chat/natter/natsnode/natstest"
-	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/store/sqlite"
 	"github.com/natter-chat/natter/streams"
 )
 
-func startSequencers(t *testing.T, n int) ([]*sequencer, jetstream.Stream) {
+func startSequencers(t *testing.T, n int) ([]*streams.Sequencer, jetstream.Stream) {
 	t.Helper()
 	srv := natstest.Start(t)
 	ctx := context.Background()
@@ -25,7 +24,7 @@ func startSequencers(t *testing.T, n int) ([]*sequencer, jetstream.Stream) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	var out []*sequencer
+	var out []*streams.Sequencer
 	var conv jetstream.Stream
 	for i := range n {
 		// One connection each, like separate gateway processes.
@@ -42,7 +41,7 @@ func startSequencers(t *testing.T, n int) ([]*sequencer, jetstream.Stream) {
 		if conv, err = js.Stream(ctx, streams.StreamConv); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, newSequencer(js, conv, db))
+		out = append(out, streams.NewSequencer(js, conv, db))
 	}
 	return out, conv
 }
@@ -62,7 +61,7 @@ func TestSequencersRacingOnOneConversationAreGapFree(t *testing.T) {
 			s := seqs[w%len(seqs)]
 			for i := range perWorker {
 				cmid := fmt.Sprintf("w%d-%d", w, i)
-				ack, err := s.publish(context.Background(), schema.Message{ConversationID: "dtest", SenderID: "u1",
+				ack, _, err := s.Publish(context.Background(), streams.MessageRecord{ConversationID: "dtest", SenderID: "u1",
 					RecipientID: "u2", ClientMessageID: cmid, Content: "x"})
 				if err != nil {
 					t.Error(err)
@@ -90,24 +89,24 @@ func TestSequencersRacingOnOneConversationAreGapFree(t *testing.T) {
 func TestSequencerRetryReturnsOriginalAndConsumesNoSeq(t *testing.T) {
 	seqs, _ := startSequencers(t, 2)
 	ctx := context.Background()
-	msg := schema.Message{ConversationID: "dtest", SenderID: "u1", RecipientID: "u2", ClientMessageID: "c1", Content: "first"}
-	first, err := seqs[0].publish(ctx, msg)
+	msg := streams.MessageRecord{ConversationID: "dtest", SenderID: "u1", RecipientID: "u2", ClientMessageID: "c1", Content: "first"}
+	first, _, err := seqs[0].Publish(ctx, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	msg.Content = "different content"
-	retry, err := seqs[1].publish(ctx, msg)
+	retry, dup, err := seqs[1].Publish(ctx, msg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !retry.Duplicate || retry.Seq != first.Seq || retry.MessageID != first.MessageID {
+	if !dup || retry.Seq != first.Seq || retry.MessageID != first.MessageID {
 		t.Fatalf("retry = %+v, want duplicate of %+v", retry, first)
 	}
-	next, err := seqs[0].publish(ctx, schema.Message{ConversationID: "dtest", SenderID: "u1", RecipientID: "u2", ClientMessageID: "c2", Content: "x"})
+	next, dup, err := seqs[0].Publish(ctx, streams.MessageRecord{ConversationID: "dtest", SenderID: "u1", RecipientID: "u2", ClientMessageID: "c2", Content: "x"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if next.Seq != first.Seq+1 || next.Duplicate {
+	if next.Seq != first.Seq+1 || dup {
 		t.Fatalf("next = %+v, want seq %d", next, first.Seq+1)
 	}
 }

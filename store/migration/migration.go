@@ -1,7 +1,11 @@
-package schema
+// Package migration reads an adapter's embedded SQL migrations in
+// version order. Every adapter keeps its own scripts beside it
+// (store/sqlite/migrations, store/postgres/migrations); this package only
+// knows how they are named, so adapters share it without importing each
+// other.
+package migration
 
 import (
-	"embed"
 	"fmt"
 	"io/fs"
 	"path"
@@ -9,12 +13,6 @@ import (
 	"strconv"
 	"strings"
 )
-
-// SQLiteMigrations holds the SQLite adapter's migrations under sqlite/,
-// named NNNN_description.sql.
-//
-//go:embed sqlite/*.sql
-var SQLiteMigrations embed.FS
 
 // Migration is one numbered SQL script.
 type Migration struct {
@@ -26,7 +24,7 @@ type Migration struct {
 // Migrations reads the *.sql files of dir in fsys, in version order. A file
 // name must start with its version number followed by '_'; versions are
 // unique and never reused, so that an applied version means one script.
-func Migrations(fsys fs.FS, dir string) ([]Migration, error) {
+func Read(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
