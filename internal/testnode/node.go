@@ -324,7 +324,7 @@ func (n *Node) WaitHealthy(ctx context.Context) error {
 	for {
 		select {
 		case <-exited:
-			return fmt.Errorf("natter exited before it was healthy: %v", n.exitState())
+			return fmt.Errorf("natter exited before it was healthy: %v", n.ExitState())
 		default:
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+"/healthz", nil)
@@ -346,7 +346,8 @@ func (n *Node) WaitHealthy(ctx context.Context) error {
 	}
 }
 
-func (n *Node) exitState() *os.ProcessState {
+// ExitState is how the last process ended, nil while it runs.
+func (n *Node) ExitState() *os.ProcessState {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.state
@@ -393,7 +394,7 @@ func (n *Node) Term(ctx context.Context) error {
 	if err := n.stop(ctx, syscall.SIGTERM, 0); err != nil {
 		return err
 	}
-	if st := n.exitState(); st != nil && !st.Success() {
+	if st := n.ExitState(); st != nil && !st.Success() {
 		return fmt.Errorf("natter exited with %v after SIGTERM", st)
 	}
 	return nil
