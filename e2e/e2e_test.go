@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -257,26 +256,13 @@ func (s *server) conversation(d device, peer user) string {
 
 // history returns every message of a conversation as d sees it, newest
 // first, following next_cursor.
-func (s *server) history(d device, conv string) []obj {
+func (s *server) history(d device, conv string) []testnode.Message {
 	s.t.Helper()
-	var all []obj
-	cursor := ""
-	for {
-		q := "?limit=100"
-		if cursor != "" {
-			q += "&cursor=" + url.QueryEscape(cursor)
-		}
-		b := s.must(http.StatusOK, "GET", "/v1/conversations/"+url.PathEscape(conv)+"/messages"+q, d.access, nil)
-		all = append(all, objs(b["messages"])...)
-		next, ok := b["next_cursor"].(string)
-		if !ok {
-			return all
-		}
-		if next == "" || len(all) > 100000 {
-			s.t.Fatalf("history: bad next_cursor %v", b["next_cursor"])
-		}
-		cursor = next
+	h, err := s.client.History(context.Background(), d.access, conv)
+	if err != nil {
+		s.t.Fatalf("history: %v", err)
 	}
+	return h
 }
 
 // conversationSummary finds conv in d's conversation list.
@@ -310,11 +296,12 @@ func num(o obj, k string) int64 {
 	return -1
 }
 
-// at is xs[i], or an empty object when xs is shorter (so a wrong answer
+// at is xs[i], or the zero value when xs is shorter (so a wrong answer
 // fails an assertion instead of panicking the whole suite).
-func at(xs []obj, i int) obj {
+func at[T any](xs []T, i int) T {
 	if i < 0 || i >= len(xs) {
-		return obj{}
+		var zero T
+		return zero
 	}
 	return xs[i]
 }
