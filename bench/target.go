@@ -1,19 +1,15 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"syscall"
 	"time"
+
+	"github.com/natter-chat/natter/internal/testnode"
 )
 
 const (
@@ -26,11 +22,8 @@ type target struct {
 	base *url.URL
 	pid  int // 0 when unknown: no server statistics
 
-	// set when the bench spawned the server
-	cmd    *exec.Cmd
-	dir    string
-	exited chan struct{} // closed once cmd.Wait returned
-	log    *slog.Logger
+	node *testnode.Node // set when the bench spawned the server
+	log  *slog.Logger
 }
 
 // openTarget spawns a natter or checks that the one at cfg.URL is healthy.
@@ -49,8 +42,9 @@ func openTarget(ctx context.Context, cfg Config, log *slog.Logger) (*target, err
 	return t, nil
 }
 
-// spawn starts `natter serve` on a free loopback port with a temporary data
-// directory and waits until it is healthy.
+// spawn starts `natter serve` through internal/testnode: a free loopback
+// port, a temporary data directory, rate limits off; it returns once the
+// node is healthy.
 func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*target, error) {
 	bin := cfg.NatterBin
 	if bin == "" {
@@ -60,46 +54,17 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*target, error) {
 		}
 		bin = exe
 	}
-	port, err := freePort()
+	n, err := testnode.Launch(ctx, testnode.Options{
+		Binary:   bin,
+		Flags:    []string{"--fsync", cfg.Fsync},
+		Ready:    healthTimeout,
+		LogBytes: 64 << 10,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("spawn %s: %w", bin, err)
 	}
-	dir, err := os.MkdirTemp("", "natter-bench-")
-	if err != nil {
-		return nil, fmt.Errorf("make data directory: %w", err)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "server.log"))
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("make server log: %w", err)
-	}
-	defer logFile.Close() // the child has its own descriptor
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	cmd := exec.Command(bin, "serve", "--http", addr, "--data", filepath.Join(dir, "data"),
-		"--rate-limit", "off", "--fsync", cfg.Fsync)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	t := &target{
-		base:   &url.URL{Scheme: "http", Host: addr},
-		pid:    cmd.Process.Pid,
-		cmd:    cmd,
-		dir:    dir,
-		exited: make(chan struct{}),
-		log:    log,
-	}
-	go func() { // owned by t: Close waits for it
-		_ = cmd.Wait()
-		close(t.exited)
-	}()
-	log.Info("spawned natter", "pid", t.pid, "url", t.base.String(), "fsync", cfg.Fsync, "dir", dir)
-	if err := t.waitHealthy(ctx, healthTimeout); err != nil {
-		err = fmt.Errorf("%w\n%s", err, t.logTail())
-		t.Close()
-		return nil, err
-	}
+	t := &target{base: &url.URL{Scheme: "http", Host: n.Addr()}, pid: n.Pid(), node: n, log: log}
+	log.Info("spawned natter", "pid", t.pid, "url", t.base.String(), "fsync", cfg.Fsync, "dir", n.DataDir())
 	return t, nil
 }
 
@@ -125,8 +90,6 @@ func (t *target) waitHealthy(ctx context.Context, timeout time.Duration) error {
 		}
 		last = err
 		select {
-		case <-t.exited: // nil unless spawned
-			return fmt.Errorf("natter exited before it was healthy: %s", t.cmd.ProcessState)
 		case <-ctx.Done():
 			return fmt.Errorf("wait for %s: %w (last: %v)", u, ctx.Err(), last)
 		case <-time.After(100 * time.Millisecond):
@@ -138,49 +101,17 @@ func (t *target) waitHealthy(ctx context.Context, timeout time.Duration) error {
 // and removes its directory; it does nothing for a server it did not
 // start. Safe to call twice.
 func (t *target) Close() {
-	if t.cmd == nil {
+	if t.node == nil {
 		return
 	}
-	select {
-	case <-t.exited:
-	default:
-		_ = t.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-t.exited:
-		case <-time.After(stopTimeout):
-			t.log.Warn("natter did not stop on SIGTERM; killing it", "pid", t.pid)
-			_ = t.cmd.Process.Kill()
-			<-t.exited
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if t.node.Running() {
+		if err := t.node.Term(ctx); err != nil {
+			t.log.Warn("natter did not stop cleanly on SIGTERM", "pid", t.pid, "err", err)
 		}
 	}
-	if t.dir != "" {
-		if err := os.RemoveAll(t.dir); err != nil {
-			t.log.Warn("remove natter data directory", "dir", t.dir, "err", err)
-		}
-		t.dir = ""
+	if err := t.node.Close(); err != nil { // SIGKILL if still running
+		t.log.Warn("clean up the spawned natter", "err", err)
 	}
-}
-
-// logTail is the end of a spawned server's log, for error messages.
-func (t *target) logTail() string {
-	b, err := os.ReadFile(filepath.Join(t.dir, "server.log"))
-	if err != nil {
-		return ""
-	}
-	const keep = 2048
-	if len(b) > keep {
-		b = b[len(b)-keep:]
-	}
-	return "server log (tail):\n" + string(bytes.TrimSpace(b))
-}
-
-// freePort asks the kernel for a free loopback port. Another process may
-// take it before natter binds it; that shows as a failed start.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

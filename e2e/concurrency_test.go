@@ -90,8 +90,8 @@ func TestConcurrentSendersGetGapFreeSeqs(t *testing.T) {
 		t.Errorf("history has %d messages, want %d", len(h), total)
 	}
 	for _, m := range h {
-		if seen[num(m, "seq")] != m["client_message_id"] {
-			t.Errorf("history seq %d holds %v, the ack said %s", num(m, "seq"), m["client_message_id"], seen[num(m, "seq")])
+		if seen[m.Seq] != m.ClientMessageID {
+			t.Errorf("history seq %d holds %v, the ack said %s", m.Seq, m.ClientMessageID, seen[m.Seq])
 		}
 	}
 	// Every device receives all 400, each once, in seq order.

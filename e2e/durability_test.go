@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter/internal/testnode"
 )
 
 // msgKey identifies a message: (conversation_id, seq).
@@ -137,7 +139,7 @@ func TestKill9WhileSendingLosesNothingAcked(t *testing.T) {
 	for _, a := range acked {
 		convs[str(a, "conversation_id")] = true
 	}
-	inHistory := map[msgKey]obj{}
+	inHistory := map[msgKey]testnode.Message{}
 	for conv := range convs {
 		var viewer device
 		for i := range users {
@@ -150,9 +152,9 @@ func TestKill9WhileSendingLosesNothingAcked(t *testing.T) {
 		seqs := make([]int64, 0, len(h))
 		ids := map[string]int{}
 		for _, m := range h {
-			seqs = append(seqs, num(m, "seq"))
-			inHistory[msgKey{conv, num(m, "seq")}] = m
-			ids[str(m, "sender_id")+"/"+str(m, "client_message_id")]++
+			seqs = append(seqs, m.Seq)
+			inHistory[msgKey{conv, m.Seq}] = m
+			ids[m.SenderID+"/"+m.ClientMessageID]++
 		}
 		slices.Sort(seqs)
 		for i, q := range seqs {
@@ -173,7 +175,7 @@ func TestKill9WhileSendingLosesNothingAcked(t *testing.T) {
 			t.Errorf("acked message %s (seq %d) lost after kill -9", cmid, num(a, "seq"))
 			continue
 		}
-		if m["client_message_id"] != cmid || m["message_id"] != a["message_id"] {
+		if m.ClientMessageID != cmid || m.MessageID != a["message_id"] {
 			t.Errorf("acked %s as %v, history holds %v there", cmid, a["message_id"], m)
 		}
 	}
@@ -205,7 +207,7 @@ func TestKill9WhileSendingLosesNothingAcked(t *testing.T) {
 		missing := 0
 		for _, a := range acked {
 			m := inHistory[msgKey{str(a, "conversation_id"), num(a, "seq")}]
-			if m["sender_id"] != sn.dev.id && m["recipient_id"] != sn.dev.id {
+			if m.SenderID != sn.dev.id && m.RecipientID != sn.dev.id {
 				continue
 			}
 			if count[msgKey{str(a, "conversation_id"), num(a, "seq")}] == 0 {

@@ -184,7 +184,7 @@ func TestContractErrors(t *testing.T) {
 		wantFrameError(t, ws, from, "rcpt-404", 404, "not_found")
 		// carol's attempt changed nothing: bob's message is unread, and
 		// alice's is still there.
-		if h := s.history(as[0], conv); h[len(h)-1]["deleted"] == true {
+		if h := s.history(as[0], conv); h[len(h)-1].Deleted {
 			t.Errorf("a refused delete deleted: %v", h[len(h)-1])
 		}
 	})

@@ -244,9 +244,9 @@ func TestHistoryPagingAndConversationList(t *testing.T) {
 		t.Errorf("default limit: %v next %v", seqs, next)
 	}
 	h := s.history(bs[0], conv)
-	if m := at(h, 0); m["content"] != "message number 5" || m["sender_id"] != alice.id || m["recipient_id"] != bob.id ||
-		m["client_message_id"] != "h5" || m["status"] != "sent" || str(m, "message_id") == "" || num(m, "server_ts") <= 0 ||
-		m["message_type"] != "user" || m["conversation_id"] != conv {
+	if m := at(h, 0); m.Content != "message number 5" || m.SenderID != alice.id || m.RecipientID != bob.id ||
+		m.ClientMessageID != "h5" || m.Status != "sent" || m.MessageID == "" || m.ServerTS <= 0 ||
+		m.MessageType != "user" || m.ConversationID != conv {
 		t.Errorf("history entry %v", m)
 	}
 	// An empty conversation.
@@ -288,13 +288,13 @@ func TestHistoryPagingAndConversationList(t *testing.T) {
 
 	// A read on bob's other device moves unread_count on this one.
 	msgs := s.history(bs[1], conv) // newest first
-	s.must(http.StatusOK, "POST", "/v1/messages/"+str(at(msgs, 2), "message_id")+"/status", bs[1].access, obj{"status": "read", "timestamp": time.Now().UnixMilli()})
+	s.must(http.StatusOK, "POST", "/v1/messages/"+at(msgs, 2).MessageID+"/status", bs[1].access, obj{"status": "read", "timestamp": time.Now().UnixMilli()})
 	eventually(t, "unread_count 2 and last_read_seq 3 after a read of seq 3 on the other device", func() bool {
 		c := s.conversationSummary(bs[0], conv)
 		return num(c, "unread_count") == 2 && num(c, "last_read_seq") == 3
 	})
 	ws, _ := s.connect(bs[1], "")
-	ws.send(obj{"type": "receipt", "message_id": str(at(msgs, 0), "message_id"), "status": "read", "ref": "rd"})
+	ws.send(obj{"type": "receipt", "message_id": at(msgs, 0).MessageID, "status": "read", "ref": "rd"})
 	eventually(t, "unread_count 0 after a read over WebSocket", func() bool {
 		return num(s.conversationSummary(bs[0], conv), "unread_count") == 0
 	})
@@ -342,7 +342,7 @@ func TestReceipts(t *testing.T) {
 	// delivered for 3.
 	eventually(t, "history statuses read, read, delivered", func() bool {
 		h := s.history(as[0], conv)
-		return at(h, 2)["status"] == "read" && at(h, 1)["status"] == "read" && at(h, 0)["status"] == "delivered"
+		return at(h, 2).Status == "read" && at(h, 1).Status == "read" && at(h, 0).Status == "delivered"
 	})
 	// Backwards moves change nothing: read 1 (covered), delivered 2.
 	s.must(http.StatusOK, "POST", "/v1/messages/"+ids[0]+"/status", bs[0].access, obj{"status": "read", "timestamp": time.Now().UnixMilli()})
@@ -360,7 +360,7 @@ func TestReceipts(t *testing.T) {
 			t.Errorf("%s receipts %v, want [read:2 delivered:3 read:3] (one per change, none invented)", c.name, got)
 		}
 	}
-	eventually(t, "history status of seq 3 read", func() bool { return at(s.history(as[1], conv), 0)["status"] == "read" })
+	eventually(t, "history status of seq 3 read", func() bool { return at(s.history(as[1], conv), 0).Status == "read" })
 
 	// Only a recipient may set a status.
 	wantError(t, s.do("POST", "/v1/messages/"+ids[0]+"/status", as[0].access, obj{"status": "read", "timestamp": 1}), http.StatusForbidden, "forbidden")
@@ -400,16 +400,16 @@ func TestDeleteForMeAndForEveryone(t *testing.T) {
 			t.Errorf("%s: %v", c.name, e)
 		}
 	}
-	if hb := s.history(bs[1], conv); at(hb, 2)["deleted"] != true || str(at(hb, 2), "content") != "" || num(at(hb, 2), "seq") != 1 {
+	if hb := s.history(bs[1], conv); !at(hb, 2).Deleted || at(hb, 2).Content != "" || at(hb, 2).Seq != 1 {
 		t.Errorf("bob's history after delete for me: %v, want a tombstone without content", at(hb, 2))
 	}
-	if ha := s.history(as[0], conv); at(ha, 2)["deleted"] == true || at(ha, 2)["content"] != "secret one" {
+	if ha := s.history(as[0], conv); at(ha, 2).Deleted || at(ha, 2).Content != "secret one" {
 		t.Errorf("alice's history after bob deleted for himself: %v, want the message", at(ha, 2))
 	}
 
 	// Only the sender may delete for everyone; a refusal changes nothing.
 	wantError(t, s.do("DELETE", "/v1/messages/"+m2+"?for=everyone", bs[0].access, nil), http.StatusForbidden, "forbidden")
-	if hb := s.history(bs[0], conv); at(hb, 1)["content"] != "secret two" {
+	if hb := s.history(bs[0], conv); at(hb, 1).Content != "secret two" {
 		t.Errorf("refused delete changed the message: %v", at(hb, 1))
 	}
 	s.must(http.StatusOK, "DELETE", "/v1/messages/"+m2+"?for=everyone", as[1].access, nil)
@@ -427,7 +427,7 @@ func TestDeleteForMeAndForEveryone(t *testing.T) {
 	}
 	for _, d := range []device{as[0], bs[0]} {
 		h := s.history(d, conv)
-		if len(h) != 3 || at(h, 1)["deleted"] != true || str(at(h, 1), "content") != "" || num(at(h, 1), "seq") != 2 {
+		if len(h) != 3 || !at(h, 1).Deleted || at(h, 1).Content != "" || at(h, 1).Seq != 2 {
 			t.Errorf("%s's history after delete for everyone: %v", d.name, h)
 		}
 	}
@@ -506,7 +506,7 @@ func TestSelfChat(t *testing.T) {
 		}
 	}
 	h := s.history(as[1], conv)
-	if len(h) != 2 || at(h, 1)["content"] != "note to self" || at(h, 1)["sender_id"] != alice.id || at(h, 1)["recipient_id"] != alice.id {
+	if len(h) != 2 || at(h, 1).Content != "note to self" || at(h, 1).SenderID != alice.id || at(h, 1).RecipientID != alice.id {
 		t.Errorf("self history %v", h)
 	}
 	c := s.conversationSummary(as[0], conv)

@@ -1,8 +1,8 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/natter-chat/natter/internal/testnode"
 )
 
 func TestWebSocketUpgrade(t *testing.T) {
@@ -152,25 +154,24 @@ func TestSlowReadersAreDisconnected(t *testing.T) {
 	// TCP window. A synced frame is the first thing on each; its cursor is
 	// where each resumes.
 	type slowReader struct {
-		conn   *websocket.Conn
+		ws     *testnode.WS
 		dev    device
 		cursor string
 		got    map[int64]int
 	}
 	slow := make([]*slowReader, readers)
 	for i := range slow {
-		dialer := smallWindowDialer()
-		conn, _, err := dialer.Dial(s.wsURL(bs[i].access, ""), nil)
+		c, _, err := s.tryDialWith(bs[i].access, testnode.DialOptions{ReadBuffer: 64 << 10, NoRead: true, HandshakeTimeout: wait})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { conn.Close() })
-		_ = conn.SetReadDeadline(time.Now().Add(wait))
-		var first obj
-		if err := conn.ReadJSON(&first); err != nil || first["type"] != "synced" {
-			t.Fatalf("slow reader's first frame: %v %v", first, err)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		first, err := c.ws.Next(ctx)
+		cancel()
+		if err != nil || first.Type != "synced" {
+			t.Fatalf("slow reader's first frame: %s %v", first.Raw, err)
 		}
-		slow[i] = &slowReader{conn: conn, dev: bs[i], cursor: str(first, "cursor"), got: map[int64]int{}}
+		slow[i] = &slowReader{ws: c.ws, dev: bs[i], cursor: first.Cursor, got: map[int64]int{}}
 	}
 	if st := watcher.presence(bob.id); st != "online" {
 		t.Fatalf("bob is %s with %d connections open", st, readers)
@@ -217,27 +218,24 @@ func TestSlowReadersAreDisconnected(t *testing.T) {
 	// Four of them (reading 10 MB under -race costs seconds) read what was
 	// buffered, then the end of the connection, and catch up.
 	for i, r := range slow[:4] {
-		code := 0
-		_ = r.conn.SetReadDeadline(time.Now().Add(wait))
-		for {
+		r.ws.StartReading()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		code, err := r.ws.WaitClosed(ctx)
+		cancel()
+		if err != nil { // as a read past the deadline: the end of the connection
+			code = websocket.CloseAbnormalClosure
+			_ = r.ws.Close()
+		}
+		for _, fr := range r.ws.Frames(1) { // after its first, synced
 			var f obj
-			err := r.conn.ReadJSON(&f)
-			if err != nil {
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					code = ce.Code
-				} else {
-					code = websocket.CloseAbnormalClosure
-				}
-				break
+			if err := json.Unmarshal(fr.Raw, &f); err != nil || f["type"] != "message" {
+				continue
 			}
-			if f["type"] == "message" {
-				if q := num(f, "seq"); q != int64(len(r.got)+1) {
-					t.Errorf("slow reader %d got seq %d right after seq %d on the same connection: the events in between were dropped, yet the cursor moved past them", i, q, len(r.got))
-				}
-				r.got[num(f, "seq")]++
-				r.cursor = str(f, "cursor")
+			if q := num(f, "seq"); q != int64(len(r.got)+1) {
+				t.Errorf("slow reader %d got seq %d right after seq %d on the same connection: the events in between were dropped, yet the cursor moved past them", i, q, len(r.got))
 			}
+			r.got[num(f, "seq")]++
+			r.cursor = str(f, "cursor")
 		}
 		if code != 4029 && code != websocket.CloseAbnormalClosure {
 			t.Errorf("slow reader %d: connection ended with %d, want 4029 or a TCP close", i, code)

@@ -82,7 +82,7 @@ func TestRetriesAreExactlyOnce(t *testing.T) {
 		t.Errorf("next message after retries: seq %d, want 6", num(ack, "seq"))
 	}
 	h := s.history(as[0], conv)
-	if len(h) != 6 || h[5]["content"] != "original content" {
+	if len(h) != 6 || h[5].Content != "original content" {
 		t.Errorf("history has %d messages, want 6, the first with its original content: %v", len(h), h)
 	}
 	if h := s.history(cs[0], s.conversation(cs[0], alice)); len(h) != 0 {

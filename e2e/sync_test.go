@@ -183,7 +183,7 @@ func TestLongPollMatchesWebSocket(t *testing.T) {
 		s.sendREST(as[0], bob, fmt.Sprintf("p%d", i), "x")
 	}
 	ids := s.history(bs[0], s.conversation(bs[0], alice))
-	s.must(http.StatusOK, "POST", "/v1/messages/"+str(at(ids, 1), "message_id")+"/status", bs[0].access, obj{"status": "read", "timestamp": 1})
+	s.must(http.StatusOK, "POST", "/v1/messages/"+at(ids, 1).MessageID+"/status", bs[0].access, obj{"status": "read", "timestamp": 1})
 	s.sendREST(bs[0], alice, "p4", "reply")
 	// The synced barrier covers messages; the receipt event may trail.
 	eventually(t, "five events after the cursor", func() bool {

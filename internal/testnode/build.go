@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -58,8 +57,9 @@ func buildNatter() (bin, dir string, err error) {
 }
 
 // Main runs a test binary's tests and removes the natter binary built for
-// them: func TestMain(m *testing.M) { os.Exit(testnode.Main(m)) }.
-func Main(m *testing.M) int {
+// them: func TestMain(m *testing.M) { os.Exit(testnode.Main(m)) }. m is
+// a *testing.M.
+func Main(m interface{ Run() int }) int {
 	defer func() {
 		if build.dir != "" {
 			os.RemoveAll(build.dir)

@@ -1,13 +1,28 @@
-// Package testnode runs natter as its clients see it, for tests outside
-// the server's packages: the real binary (built once per test binary),
-// started as a process on a free port with its own data directory, killed
-// with SIGKILL or stopped with SIGTERM and restarted on the same
-// directory, and driven over real HTTP (Client) and WebSocket (WS)
-// connections.
+// Package testnode runs natter as its clients see it: the real binary
+// (built once per test binary), started as a process on a free port with
+// its own data directory, killed with SIGKILL or stopped with SIGTERM and
+// restarted on the same directory, and driven over real HTTP (Client) and
+// WebSocket (WS) connections. It serves the e2e and torture suites and
+// the bench's spawner.
+//
+// Launch is the core: it takes a context and Options and returns errors,
+// so programs (the bench) use it as well as tests. Start wraps it for a
+// test: a temporary data directory, a failed start fails the test, and
+// the node is stopped and its log tail printed when the test ends.
 //
 // Node methods that tests call from their own goroutines (a crash loop, a
-// load generator) return errors instead of failing the test; Start, which
-// runs on the test goroutine, fails it.
+// load generator) return errors instead of failing the test.
+//
+// # Store selection
+//
+// When the environment variable NATTER_TEST_POSTGRES_URL holds a
+// PostgreSQL superuser URL (postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable),
+// every node Start starts gets a database of its own (CREATE DATABASE
+// natter_t_<random>, dropped when the test ends; a restarted node keeps
+// it) and runs with --store postgres --postgres-url <its URL>. Unset,
+// nodes keep their store in SQLite under the data directory. Launch
+// takes the URL from Options.PostgresURL only, so the bench never picks
+// it up by accident.
 package testnode
 
 import (
@@ -26,7 +41,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/natter-chat/natter/natsnode"
@@ -40,7 +54,8 @@ const DefaultReady = 60 * time.Second
 type Options struct {
 	// Flags are extra `natter serve` flags, e.g. "--fsync", "always".
 	Flags []string
-	// DataDir is the state directory; empty means a new tb.TempDir().
+	// DataDir is the state directory. Empty means a new temporary one:
+	// tb.TempDir() with Start; with Launch one that Close removes.
 	DataDir string
 	// RateLimit keeps natter's default rate limits. Without it the node
 	// runs with --rate-limit off, unless Flags set --rate-limit.
@@ -52,16 +67,36 @@ type Options struct {
 	// LogBytes is how much of the process output is kept (the tail);
 	// 1 MiB when zero.
 	LogBytes int
+	// Binary is the natter to run; empty means Binary(): $NATTER_TEST_BIN
+	// or ./cmd/natter built once.
+	Binary string
+	// PostgresURL is a PostgreSQL superuser URL. When set, the node gets
+	// a database of its own on that server, kept across restarts and
+	// dropped by Close, and its store lives there (see the package doc).
+	// Start fills it from $NATTER_TEST_POSTGRES_URL.
+	PostgresURL string
+}
+
+// TB is the part of testing.TB that Start and the cleanups use; the
+// package does not import testing, so programs can use Launch.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Failed() bool
 }
 
 // Node is one natter process and the data directory it keeps across
 // restarts. Its methods are safe for concurrent use.
 type Node struct {
-	tb       testing.TB
 	bin      string
 	addr     string // host:port of the gateway
 	natsAddr string // host:port of NATS, empty without Options.NATS
 	data     string
+	ownsData bool      // data is a temporary directory Close removes
+	db       *database // the node's PostgreSQL database, nil for SQLite
 	args     []string
 	ready    time.Duration
 	log      *tailBuffer
@@ -72,50 +107,125 @@ type Node struct {
 	exited chan struct{} // closed once cmd has been waited for
 	state  *os.ProcessState
 	starts int
+	closed bool
 }
 
-// Start builds natter if needed, starts a node and waits until /healthz
-// answers 200. The process is killed when the test ends, and its log
-// tail printed if the test failed.
-func Start(tb testing.TB, opts Options) *Node {
+// Start builds natter if needed, starts a node (Launch) and waits until
+// /healthz answers 200, failing the test otherwise. The node runs on a
+// tb.TempDir() unless opts.DataDir is set, and on a PostgreSQL database
+// of its own when $NATTER_TEST_POSTGRES_URL is set. It is closed when the
+// test ends, and its log tail printed if the test failed.
+func Start(tb TB, opts Options) *Node {
 	tb.Helper()
-	bin, err := Binary()
+	if opts.DataDir == "" {
+		opts.DataDir = tb.TempDir()
+	}
+	if opts.PostgresURL == "" {
+		opts.PostgresURL = os.Getenv(PostgresEnv)
+	}
+	ready := opts.Ready
+	if ready <= 0 {
+		ready = DefaultReady
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), ready)
+	defer cancel()
+	n, err := Launch(ctx, opts)
 	if err != nil {
 		tb.Fatalf("testnode: %v", err)
 	}
-	n := &Node{tb: tb, bin: bin, data: opts.DataDir, ready: opts.Ready, log: newTailBuffer(opts.LogBytes)}
-	if n.data == "" {
-		n.data = tb.TempDir()
+	tb.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			tb.Logf("testnode: %v", err)
+		}
+		if tb.Failed() {
+			tb.Logf("natter log tail (%s):\n%s", n.addr, n.Log())
+		}
+	})
+	return n
+}
+
+// Launch starts a node and waits until /healthz answers 200, within ctx
+// and opts.Ready. The caller must Close the node. On an error nothing is
+// left running or behind, and the error carries the log tail.
+func Launch(ctx context.Context, opts Options) (*Node, error) {
+	n := &Node{bin: opts.Binary, data: opts.DataDir, ready: opts.Ready, log: newTailBuffer(opts.LogBytes)}
+	if err := n.setup(ctx, opts); err != nil {
+		_ = n.Close()
+		return nil, err
 	}
+	return n, nil
+}
+
+// setup prepares the node's binary, directory, addresses, database and
+// arguments, and starts it.
+func (n *Node) setup(ctx context.Context, opts Options) (err error) {
 	if n.ready <= 0 {
 		n.ready = DefaultReady
 	}
+	if n.bin == "" {
+		if n.bin, err = Binary(); err != nil {
+			return err
+		}
+	}
+	if n.data == "" {
+		if n.data, err = os.MkdirTemp("", "natter-testnode-data-"); err != nil {
+			return fmt.Errorf("make a data directory: %w", err)
+		}
+		n.ownsData = true
+	}
 	if n.addr, err = FreeAddr(); err != nil {
-		tb.Fatalf("testnode: %v", err)
+		return err
 	}
 	n.args = []string{"serve", "--http", n.addr, "--data", n.data}
 	if opts.NATS {
 		if n.natsAddr, err = FreeAddr(); err != nil {
-			tb.Fatalf("testnode: %v", err)
+			return err
 		}
 		n.args = append(n.args, "--nats-listen", n.natsAddr)
 	}
 	if !opts.RateLimit && !hasFlag(opts.Flags, "--rate-limit") {
 		n.args = append(n.args, "--rate-limit", "off")
 	}
-	n.args = append(n.args, opts.Flags...)
-	tb.Cleanup(func() {
-		n.stopNow()
-		if tb.Failed() {
-			tb.Logf("natter log tail (%s):\n%s", n.addr, n.Log())
+	if opts.PostgresURL != "" {
+		if n.db, err = createDatabase(ctx, opts.PostgresURL); err != nil {
+			return err
 		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), n.ready)
+		n.args = append(n.args, postgresFlags(n.db.url)...)
+	}
+	n.args = append(n.args, opts.Flags...)
+	ctx, cancel := context.WithTimeout(ctx, n.ready)
 	defer cancel()
 	if err := n.launch(ctx); err != nil {
-		tb.Fatalf("testnode: %v\n%s", err, n.Log())
+		return fmt.Errorf("%w\n%s", err, n.Log())
 	}
-	return n
+	return nil
+}
+
+// Close kills the process if it runs, drops the node's database and
+// removes the data directory Launch made. Safe to call twice.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	closed := n.closed
+	n.closed = true
+	n.mu.Unlock()
+	if closed {
+		return nil
+	}
+	var errs []error
+	if n.Running() {
+		errs = append(errs, n.Kill9())
+	}
+	if n.db != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs = append(errs, n.db.drop(ctx))
+		cancel()
+	}
+	if n.ownsData {
+		if err := os.RemoveAll(n.data); err != nil {
+			errs = append(errs, fmt.Errorf("remove the data directory: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // FreeAddr returns a loopback host:port that was free a moment ago.
@@ -222,7 +332,7 @@ func (n *Node) WaitHealthy(ctx context.Context) error {
 	for {
 		select {
 		case <-exited:
-			return fmt.Errorf("natter exited before it was healthy: %v", n.exitState())
+			return fmt.Errorf("natter exited before it was healthy: %v", n.ExitState())
 		default:
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL()+"/healthz", nil)
@@ -244,7 +354,8 @@ func (n *Node) WaitHealthy(ctx context.Context) error {
 	}
 }
 
-func (n *Node) exitState() *os.ProcessState {
+// ExitState is how the last process ended, nil while it runs.
+func (n *Node) ExitState() *os.ProcessState {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.state
@@ -291,7 +402,7 @@ func (n *Node) Term(ctx context.Context) error {
 	if err := n.stop(ctx, syscall.SIGTERM, 0); err != nil {
 		return err
 	}
-	if st := n.exitState(); st != nil && !st.Success() {
+	if st := n.ExitState(); st != nil && !st.Success() {
 		return fmt.Errorf("natter exited with %v after SIGTERM", st)
 	}
 	return nil
@@ -342,13 +453,6 @@ func (n *Node) Restart(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, n.ready)
 	defer cancel()
 	return n.launch(ctx)
-}
-
-// stopNow kills the process if it runs; for cleanups.
-func (n *Node) stopNow() {
-	if n.Running() {
-		_ = n.Kill9()
-	}
 }
 
 // RSS is the process's resident set size in bytes.

@@ -1,10 +1,12 @@
 package testnode
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -176,9 +178,12 @@ func Dial(ctx context.Context, rawURL, token string, opts DialOptions) (*WS, *ht
 	conn, res, err := d.DialContext(ctx, rawURL, h)
 	if err != nil {
 		if res != nil {
-			var body [512]byte
-			k, _ := res.Body.Read(body[:])
-			err = fmt.Errorf("%w (HTTP %d: %s)", err, res.StatusCode, body[:k])
+			// Read the refusal into the error and give it back in
+			// res.Body, so callers can check the contract's error body.
+			body, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+			res.Body.Close()
+			res.Body = io.NopCloser(bytes.NewReader(body))
+			err = fmt.Errorf("%w (HTTP %d: %s)", err, res.StatusCode, truncate(body, 512))
 		}
 		return nil, res, err
 	}
@@ -201,6 +206,44 @@ func (w *WS) StartReading() {
 	go w.readLoop()
 }
 
+// Next reads one frame itself, within ctx, on a connection dialed with
+// NoRead whose reader has not started (a stalled client reading its
+// first frame); the frame is added to the log like the reader's.
+func (w *WS) Next(ctx context.Context) (Frame, error) {
+	w.mu.Lock()
+	reading := w.reading
+	w.mu.Unlock()
+	if reading {
+		return Frame{}, errors.New("next: the reader runs already")
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(30 * time.Second)
+	}
+	_ = w.conn.SetReadDeadline(deadline)
+	defer w.conn.SetReadDeadline(time.Time{})
+	_, raw, err := w.conn.ReadMessage()
+	if err != nil {
+		return Frame{}, fmt.Errorf("read a frame: %w", err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := w.record(raw)
+	return f, nil
+}
+
+// record appends a received frame to the log and wakes the waits; w.mu
+// must be held.
+func (w *WS) record(raw []byte) Frame {
+	f := Frame{Type: "<not json>"}
+	_ = json.Unmarshal(raw, &f)
+	f.Raw, f.At = raw, time.Now()
+	w.frames = append(w.frames, f)
+	close(w.changed)
+	w.changed = make(chan struct{})
+	return f
+}
+
 func (w *WS) readLoop() {
 	defer close(w.done)
 	for {
@@ -213,14 +256,11 @@ func (w *WS) readLoop() {
 			if errors.As(err, &ce) {
 				w.closeCode, w.closeText = ce.Code, ce.Text
 			}
+			close(w.changed)
+			w.changed = make(chan struct{})
 		} else {
-			f := Frame{Type: "<not json>"}
-			_ = json.Unmarshal(raw, &f)
-			f.Raw, f.At = raw, time.Now()
-			w.frames = append(w.frames, f)
+			w.record(raw)
 		}
-		close(w.changed)
-		w.changed = make(chan struct{})
 		w.mu.Unlock()
 		if err != nil {
 			return

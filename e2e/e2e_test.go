@@ -2,30 +2,27 @@
 // as a process on a random port with its own data directory, driven over
 // real HTTP and WebSocket connections, killed with SIGKILL and restarted.
 // Every test checks a promise of shared/protocol.md (the client contract).
+//
+// The processes, the REST client and the WebSockets are
+// internal/testnode's; this file holds the assertions' vocabulary on top
+// of it (a failed step fails the test). With NATTER_TEST_POSTGRES_URL set
+// every node keeps its store in a PostgreSQL database of its own.
 package e2e
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	"github.com/natter-chat/natter/internal/testnode"
 )
 
 // wait is the deadline of every poll: generous, because the suite runs
@@ -34,136 +31,34 @@ const wait = 20 * time.Second
 
 const password = "password123"
 
-// natterBin is the binary every test runs, built once by TestMain.
-var natterBin string
-
 // servers bounds how many natter processes run at once.
 var servers = make(chan struct{}, 4)
 
-func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
+func TestMain(m *testing.M) { os.Exit(testnode.Main(m)) }
 
-func runMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "natter-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	gomod := strings.TrimSpace(string(out))
-	if err != nil || gomod == "" || gomod == os.DevNull {
-		fmt.Fprintln(os.Stderr, "e2e: cannot find the module root:", err)
-		return 1
-	}
-	natterBin = filepath.Join(dir, "natter")
-	build := exec.Command("go", "build", "-o", natterBin, "./cmd/natter")
-	build.Dir = filepath.Dir(gomod)
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/natter: %v\n%s", err, out)
-		return 1
-	}
-	return m.Run()
-}
-
-// server is one natter process and the data directory it keeps across
+// server is one natter node and the data directory it keeps across
 // restarts.
 type server struct {
-	t     *testing.T
-	addr  string // host:port
-	base  string // http://host:port
-	data  string
-	flags []string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
-	state  *os.ProcessState
-	logs   *lockedBuffer
-	slot   bool
+	t      *testing.T
+	node   *testnode.Node
+	client *testnode.Client
+	addr   string // host:port
 }
 
-// start runs `natter serve` on a free port with a fresh data directory
-// and waits until /healthz answers. Rate limits are off unless flags set
-// --rate-limit. The server is killed when the test ends; its log is
-// printed if the test failed. At most cap(servers) run at once.
+// start runs a node with flags and waits until /healthz answers. Rate
+// limits are off unless flags set --rate-limit. The node is killed when
+// the test ends; its log is printed if the test failed. At most
+// cap(servers) run at once.
 func start(t *testing.T, flags ...string) *server {
 	t.Helper()
 	servers <- struct{}{}
-	s := &server{t: t, data: t.TempDir(), flags: flags, logs: &lockedBuffer{}, slot: true}
-	s.addr = freeAddr(t)
-	s.base = "http://" + s.addr
-	t.Cleanup(func() {
-		s.stopNow()
-		s.mu.Lock()
-		if s.slot {
-			s.slot = false
-			<-servers
-		}
-		s.mu.Unlock()
-		if t.Failed() {
-			t.Logf("natter log (%s):\n%s", s.addr, s.logs.String())
-		}
-	})
-	s.launch()
-	return s
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// launch starts the process on s.addr and s.data and waits for /healthz.
-func (s *server) launch() {
-	t := s.t
-	t.Helper()
-	args := append([]string{"serve", "--http", s.addr, "--data", s.data}, s.flags...)
-	if !hasFlag(s.flags, "--rate-limit") {
-		args = append(args, "--rate-limit", "off")
-	}
-	cmd := exec.Command(natterBin, args...)
-	fmt.Fprintf(s.logs, "--- natter %s\n", strings.Join(args, " "))
-	cmd.Stdout, cmd.Stderr = s.logs, s.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start natter: %v", err)
-	}
-	exited := make(chan struct{})
-	s.mu.Lock()
-	s.cmd, s.exited, s.state = cmd, exited, nil
-	s.mu.Unlock()
-	go func() {
-		_ = cmd.Wait()
-		s.mu.Lock()
-		s.state = cmd.ProcessState
-		s.mu.Unlock()
-		close(exited)
-	}()
-	deadline := time.Now().Add(wait)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("natter exited before it was healthy: %v\n%s", s.exitState(), s.logs.String())
-		default:
-		}
-		resp, err := healthClient.Get(s.base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("natter not healthy after %s (last error %v)\n%s", wait, err, s.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// Registered before testnode's cleanup, so it runs after the node is
+	// gone.
+	t.Cleanup(func() { <-servers })
+	n := testnode.Start(t, testnode.Options{Flags: flags})
+	c := n.Client()
+	t.Cleanup(c.Close)
+	return &server{t: t, node: n, client: c, addr: n.Addr()}
 }
 
 // waitLog waits until the server's log holds msg at least n times (over
@@ -171,89 +66,44 @@ func (s *server) launch() {
 func (s *server) waitLog(msg string, n int) {
 	s.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for strings.Count(s.logs.String(), msg) < n {
+	for strings.Count(s.node.Log(), msg) < n {
 		if time.Now().After(deadline) {
-			s.t.Fatalf("natter did not log %q %d times in 30 s:\n%s", msg, n, s.logs.String())
+			s.t.Fatalf("natter did not log %q %d times in 30 s:\n%s", msg, n, s.node.Log())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
-func hasFlag(flags []string, name string) bool {
-	for _, f := range flags {
-		if f == name || strings.HasPrefix(f, name+"=") {
-			return true
-		}
-	}
-	return false
-}
-
-func (s *server) exitState() *os.ProcessState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.state
-}
+func (s *server) exitState() *os.ProcessState { return s.node.ExitState() }
 
 // pid is the running process's id.
-func (s *server) pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd.Process.Pid
-}
+func (s *server) pid() int { return s.node.Pid() }
 
 // kill9 kills the process with SIGKILL and waits until it is gone.
 func (s *server) kill9() {
 	s.t.Helper()
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	_ = cmd.Process.Kill()
-	select {
-	case <-exited:
-	case <-time.After(wait):
-		s.t.Fatal("natter did not die after SIGKILL")
+	if err := s.node.Kill9(); err != nil {
+		s.t.Fatal(err)
 	}
 }
 
 // signal sends sig and returns a channel closed when the process exits.
 func (s *server) signal(sig os.Signal) <-chan struct{} {
 	s.t.Helper()
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	if err := cmd.Process.Signal(sig); err != nil {
-		s.t.Fatalf("signal natter: %v", err)
+	exited := s.node.Exited()
+	if err := s.node.Signal(sig); err != nil {
+		s.t.Fatal(err)
 	}
 	return exited
 }
 
-// restart starts the process again on the same address and data
-// directory, after kill9 or a signal that ended it.
+// restart starts the process again on the same address, data directory
+// (and database), after kill9 or a signal that ended it.
 func (s *server) restart() {
 	s.t.Helper()
-	select {
-	case <-s.exited:
-	default:
-		s.t.Fatal("restart: natter is still running")
+	if err := s.node.Restart(context.Background()); err != nil {
+		s.t.Fatalf("restart: %v\n%s", err, s.node.Log())
 	}
-	s.launch()
-}
-
-// stopNow kills the process if it runs; used by cleanups.
-func (s *server) stopNow() {
-	s.mu.Lock()
-	cmd, exited := s.cmd, s.exited
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	_ = cmd.Process.Kill()
-	<-exited
 }
 
 // rssKB reads the process's resident set size in KiB.
@@ -266,36 +116,10 @@ func (s *server) rssKB() int {
 	return n
 }
 
-// vmRSS reads VmRSS (KiB) from /proc/PID/status.
+// vmRSS reads VmRSS (KiB) of a process.
 func vmRSS(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) >= 2 && f[0] == "VmRSS:" {
-			return strconv.Atoi(f[1])
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	b, err := testnode.ProcessRSS(pid)
+	return int(b >> 10), err
 }
 
 // REST.
@@ -311,11 +135,6 @@ type resp struct {
 	raw    []byte
 }
 
-// httpClient bounds every request; long-polls wait up to 60 s.
-var httpClient = &http.Client{Timeout: 90 * time.Second}
-
-var healthClient = &http.Client{Timeout: 2 * time.Second}
-
 // do sends a request. body may be nil, []byte or string (sent as is), or
 // anything else (sent as JSON).
 func (s *server) do(method, path, token string, body any) resp {
@@ -328,41 +147,12 @@ func (s *server) do(method, path, token string, body any) resp {
 }
 
 func (s *server) tryDo(method, path, token string, body any) (resp, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			return resp{}, err
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, s.base+path, rd)
+	res, err := s.client.Do(context.Background(), method, path, token, body)
 	if err != nil {
 		return resp{}, err
 	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := httpClient.Do(req)
-	if err != nil {
-		return resp{}, err
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		return resp{}, err
-	}
-	r := resp{status: res.StatusCode, header: res.Header, raw: raw}
-	_ = json.Unmarshal(raw, &r.body)
+	r := resp{status: res.Status, header: res.Header, raw: res.Body}
+	_ = json.Unmarshal(res.Body, &r.body)
 	return r, nil
 }
 
@@ -466,26 +256,13 @@ func (s *server) conversation(d device, peer user) string {
 
 // history returns every message of a conversation as d sees it, newest
 // first, following next_cursor.
-func (s *server) history(d device, conv string) []obj {
+func (s *server) history(d device, conv string) []testnode.Message {
 	s.t.Helper()
-	var all []obj
-	cursor := ""
-	for {
-		q := "?limit=100"
-		if cursor != "" {
-			q += "&cursor=" + url.QueryEscape(cursor)
-		}
-		b := s.must(http.StatusOK, "GET", "/v1/conversations/"+url.PathEscape(conv)+"/messages"+q, d.access, nil)
-		all = append(all, objs(b["messages"])...)
-		next, ok := b["next_cursor"].(string)
-		if !ok {
-			return all
-		}
-		if next == "" || len(all) > 100000 {
-			s.t.Fatalf("history: bad next_cursor %v", b["next_cursor"])
-		}
-		cursor = next
+	h, err := s.client.History(context.Background(), d.access, conv)
+	if err != nil {
+		s.t.Fatalf("history: %v", err)
 	}
+	return h
 }
 
 // conversationSummary finds conv in d's conversation list.
@@ -519,11 +296,12 @@ func num(o obj, k string) int64 {
 	return -1
 }
 
-// at is xs[i], or an empty object when xs is shorter (so a wrong answer
+// at is xs[i], or the zero value when xs is shorter (so a wrong answer
 // fails an assertion instead of panicking the whole suite).
-func at(xs []obj, i int) obj {
+func at[T any](xs []T, i int) T {
 	if i < 0 || i >= len(xs) {
-		return obj{}
+		var zero T
+		return zero
 	}
 	return xs[i]
 }
@@ -541,36 +319,25 @@ func objs(v any) []obj {
 
 // WebSocket.
 
-// wsClient is one WebSocket connection. A reader goroutine appends every
-// frame to a log; waitFor and friends look through it without consuming,
-// so several waits can match the same frames.
+// wsClient is one testnode WebSocket, its frames decoded as objects for
+// the assertions. Waits look through the frames without consuming, so
+// several waits can match the same frames.
 type wsClient struct {
 	t    *testing.T
-	conn *websocket.Conn
+	ws   *testnode.WS
 	name string
 
-	wmu sync.Mutex // serializes writes
-
-	mu       sync.Mutex
-	frames   []obj
-	raws     [][]byte
-	changed  chan struct{} // closed and replaced on every new frame or close
-	closed   bool
-	closeErr error
+	mu      sync.Mutex
+	decoded []obj // ws's frames decoded so far, in order
 }
 
 // dial opens a WebSocket with token and, when not empty, cursor. It fails
 // the test if the upgrade is refused.
 func (s *server) dial(token, cursor string) *wsClient {
 	s.t.Helper()
-	c, res, err := s.tryDial(token, cursor, nil)
+	c, _, err := s.tryDial(token, cursor, nil)
 	if err != nil {
-		body := ""
-		if res != nil {
-			b, _ := io.ReadAll(res.Body)
-			body = fmt.Sprintf(" (%d %s)", res.StatusCode, b)
-		}
-		s.t.Fatalf("dial: %v%s", err, body)
+		s.t.Fatalf("dial: %v", err)
 	}
 	return c
 }
@@ -583,78 +350,21 @@ func (s *server) connect(d device, cursor string) (*wsClient, obj) {
 	return c, c.waitType("synced")
 }
 
-func (s *server) wsURL(token, cursor string) string {
-	q := url.Values{}
-	if token != "" {
-		q.Set("access_token", token)
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
-	u := "ws://" + s.addr + "/v1/ws"
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	return u
-}
-
-// tryDial returns the handshake's error and response instead of failing.
+// tryDial returns the handshake's error and response instead of failing;
+// a refusal's body stays readable in the response.
 func (s *server) tryDial(token, cursor string, header http.Header) (*wsClient, *http.Response, error) {
-	return s.tryDialWith(websocket.Dialer{HandshakeTimeout: wait}, token, cursor, header)
+	return s.tryDialWith(token, testnode.DialOptions{Cursor: cursor, Header: header, HandshakeTimeout: wait})
 }
 
-// smallWindowDialer dials with a fixed 64 KiB TCP receive buffer: without
-// it Linux grows the buffer of a client that does not read to tens of
-// MB, which hides a slow reader from the server for that long.
-func smallWindowDialer() websocket.Dialer {
-	return websocket.Dialer{
-		HandshakeTimeout: wait,
-		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			if err := c.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
-				c.Close()
-				return nil, err
-			}
-			return c, nil
-		},
-	}
-}
-
-func (s *server) tryDialWith(d websocket.Dialer, token, cursor string, header http.Header) (*wsClient, *http.Response, error) {
-	conn, res, err := d.Dial(s.wsURL(token, cursor), header)
+func (s *server) tryDialWith(token string, opts testnode.DialOptions) (*wsClient, *http.Response, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	w, res, err := s.node.Dial(ctx, token, opts)
 	if err != nil {
 		return nil, res, err
 	}
-	c := &wsClient{t: s.t, conn: conn, changed: make(chan struct{})}
-	s.t.Cleanup(func() { c.conn.Close() })
-	go c.readLoop()
-	return c, res, nil
-}
-
-func (c *wsClient) readLoop() {
-	for {
-		_, raw, err := c.conn.ReadMessage()
-		c.mu.Lock()
-		if err != nil {
-			c.closed, c.closeErr = true, err
-		} else {
-			var f obj
-			if jerr := json.Unmarshal(raw, &f); jerr != nil {
-				f = obj{"type": "<not json>", "raw": string(raw)}
-			}
-			c.frames = append(c.frames, f)
-			c.raws = append(c.raws, raw)
-		}
-		close(c.changed)
-		c.changed = make(chan struct{})
-		c.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
+	s.t.Cleanup(func() { _ = w.Close() })
+	return &wsClient{t: s.t, ws: w}, res, nil
 }
 
 // send writes one frame (JSON of v, or v itself when it is []byte).
@@ -666,17 +376,9 @@ func (c *wsClient) send(v any) {
 }
 
 func (c *wsClient) trySend(v any) error {
-	b, ok := v.([]byte)
-	if !ok {
-		var err error
-		if b, err = json.Marshal(v); err != nil {
-			return err
-		}
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(wait))
-	return c.conn.WriteMessage(websocket.TextMessage, b)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	return c.ws.Send(ctx, v)
 }
 
 // sendMsg sends a message frame (ref is the client_message_id).
@@ -701,20 +403,24 @@ func (c *wsClient) sendWait(to user, cmid, content string) obj {
 	return f
 }
 
-// snapshot returns the frames received so far.
+// snapshot returns the frames received so far, decoding only the new
+// ones (a catching-up client holds megabytes of them).
 func (c *wsClient) snapshot() []obj {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]obj(nil), c.frames...)
+	for _, f := range c.ws.Frames(len(c.decoded)) {
+		var o obj
+		if err := json.Unmarshal(f.Raw, &o); err != nil {
+			o = obj{"type": "<not json>", "raw": string(f.Raw)}
+		}
+		c.decoded = append(c.decoded, o)
+	}
+	return slices.Clip(c.decoded)
 }
 
 // mark is the number of frames received so far: waitFrom(mark(), ...)
 // looks only at frames that arrive later.
-func (c *wsClient) mark() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.frames)
-}
+func (c *wsClient) mark() int { return c.ws.Len() }
 
 // waitN waits until at least n frames match and returns the matches so
 // far (in arrival order).
@@ -729,29 +435,28 @@ func (c *wsClient) waitFrom(from int, what string, match func(obj) bool) obj {
 	return c.waitNFrom(from, what, 1, match)[0]
 }
 
+func anyFrame(testnode.Frame) bool { return true }
+
 func (c *wsClient) waitNFrom(from int, what string, n int, match func(obj) bool) []obj {
 	c.t.Helper()
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
 	for {
-		c.mu.Lock()
+		frames := c.snapshot()
 		var got []obj
-		for _, f := range c.frames[from:] {
+		for _, f := range frames[min(from, len(frames)):] {
 			if match(f) {
 				got = append(got, f)
 			}
 		}
-		closed, closeErr, changed := c.closed, c.closeErr, c.changed
-		c.mu.Unlock()
 		if len(got) >= n {
 			return got
 		}
-		if closed {
-			c.t.Fatalf("%s: waiting for %s (%d of %d): connection closed: %v; frames: %s", c.name, what, len(got), n, closeErr, c.dump())
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
+		// Until one more frame arrives, the connection ends or the deadline.
+		if _, _, err := c.ws.Wait(ctx, len(frames), anyFrame); err != nil {
+			if errors.Is(err, testnode.ErrClosed) {
+				c.t.Fatalf("%s: waiting for %s (%d of %d): connection closed: %v; frames: %s", c.name, what, len(got), n, err, c.dump())
+			}
 			c.t.Fatalf("%s: no %s after %s (%d of %d); frames: %s", c.name, what, wait, len(got), n, c.dump())
 		}
 	}
@@ -804,7 +509,7 @@ func (c *wsClient) presence(userID string) string {
 }
 
 // waitClosed waits for the connection to end and returns the close code
-// (websocket.CloseAbnormalClosure when the TCP connection just ended).
+// (1006 when the TCP connection just ended).
 func (c *wsClient) waitClosed(within time.Duration) int {
 	c.t.Helper()
 	code := c.waitClosedOrOpen(within)
@@ -817,50 +522,31 @@ func (c *wsClient) waitClosed(within time.Duration) int {
 // waitClosedOrOpen is waitClosed answering 0 when the connection is still
 // open after within.
 func (c *wsClient) waitClosedOrOpen(within time.Duration) int {
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		closed, err, changed := c.closed, c.closeErr, c.changed
-		c.mu.Unlock()
-		if closed {
-			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
-				return ce.Code
-			}
-			return websocket.CloseAbnormalClosure
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			return 0
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	code, err := c.ws.WaitClosed(ctx)
+	if err != nil {
+		return 0
 	}
+	return code
 }
 
 // syncedOrClosed waits for a synced frame or the end of the connection;
 // code is 0 when synced came.
 func (c *wsClient) syncedOrClosed() (code int) {
 	c.t.Helper()
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for {
-		c.mu.Lock()
-		synced := slices.ContainsFunc(c.frames, isType("synced"))
-		closed, changed := c.closed, c.changed
-		c.mu.Unlock()
-		if synced {
-			return 0
-		}
-		if closed {
-			return c.waitClosed(0)
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			c.t.Fatalf("%s: neither synced nor closed after %s", c.name, wait)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, _, err := c.ws.Wait(ctx, 0, testnode.IsType("synced"))
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, testnode.ErrClosed):
+		code, _ := c.ws.CloseCode()
+		return code
 	}
+	c.t.Fatalf("%s: neither synced nor closed after %s", c.name, wait)
+	return 0
 }
 
 // catchUp connects as d from cursor and returns the durable events up to
@@ -895,22 +581,25 @@ func (s *server) catchUp(d device, cursor string) (evs []obj, cutoffs int) {
 	}
 }
 
-func (c *wsClient) close() { _ = c.conn.Close() }
+func (c *wsClient) close() { _ = c.ws.Close() }
 
 func (c *wsClient) dump() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	frames := c.ws.Frames(0)
 	var b strings.Builder
-	start := max(0, len(c.raws)-30)
+	start := max(0, len(frames)-30)
 	if start > 0 {
 		fmt.Fprintf(&b, "(%d earlier) ", start)
 	}
-	for _, r := range c.raws[start:] {
+	for _, f := range frames[start:] {
+		r := f.Raw
 		if len(r) > 300 {
 			r = append(r[:300:300], "..."...)
 		}
 		b.Write(r)
 		b.WriteByte(' ')
+	}
+	if code, text := c.ws.CloseCode(); code != 0 {
+		fmt.Fprintf(&b, "(closed %d %q)", code, text)
 	}
 	return b.String()
 }
