@@ -79,7 +79,26 @@ type Server struct {
 	LogLevel string
 	// Pprof serves /debug/pprof on the HTTP address.
 	Pprof bool
+
+	// Store picks the adapters: "sqlite" (the default, everything in
+	// DataDir) or "cassandra+sqlite" (conversations, messages and receipts
+	// in Cassandra, users in SQLite).
+	Store string
+	// CassandraHosts are the contact points (host or host:port) of the
+	// Cassandra cluster of a cassandra+ store.
+	CassandraHosts []string
+	// CassandraKeyspace holds natter's tables; created (one replica) when
+	// missing, so production keyspaces are created by operators first.
+	CassandraKeyspace string
+	// CassandraConsistency of every read and write, default LOCAL_QUORUM.
+	CassandraConsistency string
 }
+
+// Store values.
+const (
+	StoreSQLite          = "sqlite"
+	StoreCassandraSQLite = "cassandra+sqlite"
+)
 
 // Default returns the documented defaults.
 func Default() Server {
@@ -104,6 +123,10 @@ func Default() Server {
 		MaxDeliver:      8,
 		MaxAckPending:   10000,
 		LogLevel:        "info",
+
+		Store:                StoreSQLite,
+		CassandraKeyspace:    "natter",
+		CassandraConsistency: "LOCAL_QUORUM",
 	}
 }
 
@@ -151,6 +174,18 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "in-flight events per consumer")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address")
+	fs.StringVar(&c.Store, "store", c.Store, `"sqlite", or "cassandra+sqlite": messages in Cassandra, users in SQLite`)
+	fs.Func("cassandra-hosts", "comma-separated Cassandra contact points (host or host:port) of a cassandra+ store", func(s string) error {
+		c.CassandraHosts = nil
+		for _, h := range strings.Split(s, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				c.CassandraHosts = append(c.CassandraHosts, h)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.CassandraKeyspace, "cassandra-keyspace", c.CassandraKeyspace, "Cassandra keyspace of natter's tables")
+	fs.StringVar(&c.CassandraConsistency, "cassandra-consistency", c.CassandraConsistency, "consistency of Cassandra reads and writes (LOCAL_QUORUM, QUORUM, ONE, ...)")
 }
 
 // Validate reports every invalid setting at once.
@@ -180,6 +215,14 @@ func (c Server) Validate() error {
 	check(c.SendQueue >= 16, "--send-queue must be at least 16")
 	check(c.MaxDeliver >= 1, "--max-deliver must be at least 1")
 	check(c.MaxAckPending >= 1, "--max-ack-pending must be at least 1")
+	switch c.Store {
+	case StoreSQLite:
+	case StoreCassandraSQLite:
+		check(len(c.CassandraHosts) > 0, "--store %s needs --cassandra-hosts", c.Store)
+		check(c.CassandraKeyspace != "", "--cassandra-keyspace is required")
+	default:
+		errs = append(errs, fmt.Errorf("--store must be %q or %q, not %q", StoreSQLite, StoreCassandraSQLite, c.Store))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

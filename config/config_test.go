@@ -60,6 +60,11 @@ func TestValidateRejectsEachBadSetting(t *testing.T) {
 		{"max ack pending 0", func(c *Server) { c.MaxAckPending = 0 }, "--max-ack-pending"},
 		{"log level other", func(c *Server) { c.LogLevel = "verbose" }, "--log-level"},
 		{"log level empty", func(c *Server) { c.LogLevel = "" }, "--log-level"},
+		{"store other", func(c *Server) { c.Store = "mysql" }, "--store"},
+		{"cassandra without hosts", func(c *Server) { c.Store = StoreCassandraSQLite }, "--cassandra-hosts"},
+		{"cassandra without keyspace", func(c *Server) {
+			c.Store, c.CassandraHosts, c.CassandraKeyspace = StoreCassandraSQLite, []string{"127.0.0.1"}, ""
+		}, "--cassandra-keyspace"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/auth"
 	"github.com/natter-chat/natter/natsnode"
+	"github.com/natter-chat/natter/store"
 	"github.com/natter-chat/natter/store/sqlite"
 	"github.com/natter-chat/natter/streams"
 )
@@ -67,9 +68,15 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 
-	db, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "natter.db"), sqlite.Options{Fsync: cfg.Fsync, Logger: log})
+	var db store.Store
+	db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "natter.db"), sqlite.Options{Fsync: cfg.Fsync, Logger: log})
 	if err != nil {
 		return err
+	}
+	if cfg.Store == config.StoreCassandraSQLite {
+		if db, err = withCassandra(ctx, cfg, db, log); err != nil {
+			return err
+		}
 	}
 	defer db.Close()
 

@@ -68,6 +68,7 @@ type Options struct {
 type DB struct {
 	s          *gocql.Session
 	log        *slog.Logger
+	keyspace   string
 	bucketSize int64
 }
 
@@ -124,9 +125,9 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
 	s, err := cluster.CreateSession()
 	if err != nil {
-		return nil, fmt.Errorf("cassandra: connect to keyspace %s: %w", opts.Keyspace, classify(err))
+		return nil, fmt.Errorf("cassandra: connect to keyspace %s: %w: %w", opts.Keyspace, store.ErrUnavailable, err)
 	}
-	db := &DB{s: s, log: opts.Logger, bucketSize: opts.bucketSize}
+	db := &DB{s: s, log: opts.Logger, keyspace: opts.Keyspace, bucketSize: opts.bucketSize}
 	if err := db.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -137,7 +138,9 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 func ensureKeyspace(ctx context.Context, cluster *gocql.ClusterConfig, keyspace, replication string) error {
 	s, err := cluster.CreateSession()
 	if err != nil {
-		return fmt.Errorf("cassandra: connect to %v: %w", cluster.Hosts, classify(err))
+		// The driver flattens the dial error to text; not reaching any
+		// host is the textbook case of a later retry succeeding.
+		return fmt.Errorf("cassandra: connect to %v: %w: %w", cluster.Hosts, store.ErrUnavailable, err)
 	}
 	defer s.Close()
 	err = s.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s`, keyspace, replication)).

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gocql/gocql"
 
 	"github.com/natter-chat/natter/store"
 	"github.com/natter-chat/natter/store/sqlite"
@@ -38,14 +41,18 @@ func openFresh(t testing.TB, opts Options) *DB {
 	opts.Keyspace = "natter_test_" + hex.EncodeToString(b[:])
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	db, err := Open(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		if err := db.s.Query(`DROP KEYSPACE IF EXISTS ` + opts.Keyspace).WithContext(ctx).Exec(); err != nil {
+		// A schema change waits on a loaded node: give it more than a request's timeout.
+		if err := db.s.Query(`DROP KEYSPACE IF EXISTS ` + opts.Keyspace).WithContext(ctx).RetryPolicy(&gocql.SimpleRetryPolicy{NumRetries: 5}).Exec(); err != nil {
 			t.Logf("drop keyspace %s: %v", opts.Keyspace, err)
 		}
 		db.Close()
