@@ -117,6 +117,10 @@ func (db *DB) SaveMessages(ctx context.Context, msgs []store.Message) error {
 	return nil
 }
 
+const insertMessage = `INSERT INTO messages (conversation_id, bucket, seq, id, sender_id, recipient_id,
+	message_type, content, client_message_id, server_ts, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false)
+	USING TIMESTAMP ?`
+
 // savePartition stores the messages of one (conversation, bucket) that
 // are not stored yet and returns every message of msgs as stored (a
 // message stored before keeps its content, or its tombstone).
@@ -149,8 +153,7 @@ func (db *DB) savePartition(ctx context.Context, conv string, bucket int64, msgs
 		}
 		existing[m.Seq] = m // a seq twice in one batch: the first counts
 		stored = append(stored, m)
-		batch.Entries = append(batch.Entries, gocql.BatchEntry{Idempotent: true, Stmt: `INSERT INTO messages (conversation_id, bucket, seq, id, sender_id, recipient_id, message_type,
-			content, client_message_id, server_ts, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, false) USING TIMESTAMP ?`,
+		batch.Entries = append(batch.Entries, gocql.BatchEntry{Stmt: insertMessage, Idempotent: true,
 			Args: []any{m.ConversationID, bucket, m.Seq, m.ID, m.SenderID, m.RecipientID, m.MessageType,
 				m.Content, m.ClientMessageID, m.ServerTS, stamp}})
 	}
