@@ -17,6 +17,16 @@ const (
 	FsyncInterval = "interval"
 )
 
+// Stores natter can keep its records in. The cassandra+ ones keep
+// conversations, messages and receipts in Cassandra and users, devices
+// and blocks in the second.
+const (
+	StoreSQLite            = "sqlite"
+	StorePostgres          = "postgres"
+	StoreCassandraSQLite   = "cassandra+sqlite"
+	StoreCassandraPostgres = "cassandra+postgres"
+)
+
 // Server is everything `natter serve` needs.
 type Server struct {
 	// HTTPAddr is where the gateway listens (REST, WebSocket, long-poll).
@@ -27,6 +37,15 @@ type Server struct {
 	// NATSListen exposes the embedded NATS server to NATS tools when set
 	// (host:port); empty keeps it in-process only.
 	NATSListen string
+
+	// Store is "sqlite" (the default: DataDir/natter.db), "postgres" (the
+	// database at PostgresURL), or "cassandra+sqlite" / "cassandra+postgres"
+	// (messages in Cassandra at CassandraHosts, users in the second).
+	Store string
+	// PostgresURL is the --store postgres database, a postgres:// URL or a
+	// key=value DSN. It may hold a password, so it is never logged or
+	// quoted in errors.
+	PostgresURL string
 
 	// Fsync is "always" (JetStream and the store sync every write before
 	// it is acknowledged) or "interval" (they sync every SyncInterval).
@@ -80,10 +99,6 @@ type Server struct {
 	// Pprof serves /debug/pprof on the HTTP address.
 	Pprof bool
 
-	// Store picks the adapters: "sqlite" (the default, everything in
-	// DataDir) or "cassandra+sqlite" (conversations, messages and receipts
-	// in Cassandra, users in SQLite).
-	Store string
 	// CassandraHosts are the contact points (host or host:port) of the
 	// Cassandra cluster of a cassandra+ store.
 	CassandraHosts []string
@@ -94,17 +109,12 @@ type Server struct {
 	CassandraConsistency string
 }
 
-// Store values.
-const (
-	StoreSQLite          = "sqlite"
-	StoreCassandraSQLite = "cassandra+sqlite"
-)
-
 // Default returns the documented defaults.
 func Default() Server {
 	return Server{
 		HTTPAddr:        "127.0.0.1:8080",
 		DataDir:         "natter-data",
+		Store:           StoreSQLite,
 		Fsync:           FsyncInterval,
 		SyncInterval:    time.Second,
 		RateLimit:       true,
@@ -124,7 +134,6 @@ func Default() Server {
 		MaxAckPending:   10000,
 		LogLevel:        "info",
 
-		Store:                StoreSQLite,
 		CassandraKeyspace:    "natter",
 		CassandraConsistency: "LOCAL_QUORUM",
 	}
@@ -136,6 +145,8 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HTTPAddr, "http", c.HTTPAddr, "address of the HTTP and WebSocket gateway")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "directory for all state (JetStream, database, signing key)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "expose the embedded NATS server on this host:port (off when empty)")
+	fs.StringVar(&c.Store, "store", c.Store, `where records live: "sqlite" (a file in --data), "postgres" (--postgres-url), or "cassandra+sqlite" / "cassandra+postgres" (messages in Cassandra, users in the second)`)
+	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "PostgreSQL database for --store postgres (postgres://user:password@host:port/db)")
 	fs.StringVar(&c.Fsync, "fsync", c.Fsync, `"always": sync each write before acking; "interval": sync every --sync-interval`)
 	fs.DurationVar(&c.SyncInterval, "sync-interval", c.SyncInterval, "sync interval in --fsync interval mode")
 	fs.Func("rate-limit", `"on" or "off": every rate limit (default on)`, func(s string) error {
@@ -174,7 +185,6 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "in-flight events per consumer")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address")
-	fs.StringVar(&c.Store, "store", c.Store, `"sqlite", or "cassandra+sqlite": messages in Cassandra, users in SQLite`)
 	fs.Func("cassandra-hosts", "comma-separated Cassandra contact points (host or host:port) of a cassandra+ store", func(s string) error {
 		c.CassandraHosts = nil
 		for _, h := range strings.Split(s, ",") {
@@ -198,6 +208,18 @@ func (c Server) Validate() error {
 	}
 	check(c.HTTPAddr != "", "--http is required")
 	check(c.DataDir != "", "--data is required")
+	switch c.Store {
+	case StoreSQLite, StorePostgres, StoreCassandraSQLite, StoreCassandraPostgres:
+	default:
+		errs = append(errs, fmt.Errorf(`--store must be "sqlite", "postgres", "cassandra+sqlite" or "cassandra+postgres", not %q`, c.Store))
+	}
+	// Never quote the URL: it may hold a password.
+	check((c.Store != StorePostgres && c.Store != StoreCassandraPostgres) || c.PostgresURL != "",
+		"--store %s needs --postgres-url (or NATTER_POSTGRES_URL)", c.Store)
+	if c.Store == StoreCassandraSQLite || c.Store == StoreCassandraPostgres {
+		check(len(c.CassandraHosts) > 0, "--store %s needs --cassandra-hosts (or NATTER_CASSANDRA_HOSTS)", c.Store)
+		check(c.CassandraKeyspace != "", "--cassandra-keyspace is required")
+	}
 	check(c.Fsync == FsyncAlways || c.Fsync == FsyncInterval, `--fsync must be "always" or "interval", not %q`, c.Fsync)
 	check(c.SyncInterval > 0, "--sync-interval must be positive")
 	check(c.SendBurst > 0 && c.SendRate > 0, "--send-burst and --send-rate must be positive")
@@ -215,14 +237,6 @@ func (c Server) Validate() error {
 	check(c.SendQueue >= 16, "--send-queue must be at least 16")
 	check(c.MaxDeliver >= 1, "--max-deliver must be at least 1")
 	check(c.MaxAckPending >= 1, "--max-ack-pending must be at least 1")
-	switch c.Store {
-	case StoreSQLite:
-	case StoreCassandraSQLite:
-		check(len(c.CassandraHosts) > 0, "--store %s needs --cassandra-hosts", c.Store)
-		check(c.CassandraKeyspace != "", "--cassandra-keyspace is required")
-	default:
-		errs = append(errs, fmt.Errorf("--store must be %q or %q, not %q", StoreSQLite, StoreCassandraSQLite, c.Store))
-	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

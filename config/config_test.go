@@ -61,6 +61,8 @@ func TestValidateRejectsEachBadSetting(t *testing.T) {
 		{"log level other", func(c *Server) { c.LogLevel = "verbose" }, "--log-level"},
 		{"log level empty", func(c *Server) { c.LogLevel = "" }, "--log-level"},
 		{"store other", func(c *Server) { c.Store = "mysql" }, "--store"},
+		{"store empty", func(c *Server) { c.Store = "" }, "--store"},
+		{"postgres without url", func(c *Server) { c.Store = StorePostgres }, "--postgres-url"},
 		{"cassandra without hosts", func(c *Server) { c.Store = StoreCassandraSQLite }, "--cassandra-hosts"},
 		{"cassandra without keyspace", func(c *Server) {
 			c.Store, c.CassandraHosts, c.CassandraKeyspace = StoreCassandraSQLite, []string{"127.0.0.1"}, ""
@@ -229,5 +231,26 @@ func TestRegisterFlags(t *testing.T) {
 	c.RegisterFlags(fs)
 	if err := fs.Parse([]string{"--rate-limit", "maybe"}); err == nil {
 		t.Error("--rate-limit maybe accepted")
+	}
+}
+
+func TestPostgresSettings(t *testing.T) {
+	c := Default()
+	fs := flag.NewFlagSet("natter", flag.ContinueOnError)
+	c.RegisterFlags(fs)
+	const u = "postgres://natter:s3cr3t@db.example:5432/natter"
+	if err := fs.Parse([]string{"--store", "postgres", "--postgres-url", u}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Store != StorePostgres || c.PostgresURL != u {
+		t.Fatalf("flags not applied: store %q url %q", c.Store, c.PostgresURL)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	// An invalid setting next to the URL: the error names it, never the password.
+	c.Fsync = "sometimes"
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("Validate = %v, want an error without the password", err)
 	}
 }

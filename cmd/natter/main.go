@@ -19,6 +19,7 @@ const usage = `natter: a messaging backend on NATS JetStream.
 Usage:
   natter serve [flags]      run a node (embedded NATS and store by default)
   natter bench SCENARIO     load-test a node (natter bench -h)
+  natter migrate [flags]    apply the store's schema migrations and exit
   natter status             streams and consumer lag of a node started with --nats-listen
   natter help               this text
 
@@ -46,6 +47,8 @@ func run(args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "migrate":
+		return migrate(ctx, args[1:], os.Stdout)
 	case "status":
 		return status(ctx, args[1:], os.Stdout)
 	case "bench":

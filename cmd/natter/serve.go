@@ -21,8 +21,6 @@ import (
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/gateway/auth"
 	"github.com/natter-chat/natter/natsnode"
-	"github.com/natter-chat/natter/store"
-	"github.com/natter-chat/natter/store/sqlite"
 	"github.com/natter-chat/natter/streams"
 )
 
@@ -68,15 +66,9 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 
-	var db store.Store
-	db, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "natter.db"), sqlite.Options{Fsync: cfg.Fsync, Logger: log})
+	db, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
-	}
-	if cfg.Store == config.StoreCassandraSQLite {
-		if db, err = withCassandra(ctx, cfg, db, log); err != nil {
-			return err
-		}
 	}
 	defer db.Close()
 
@@ -131,7 +123,7 @@ func serve(ctx context.Context, args []string) error {
 		BaseContext: func(net.Listener) context.Context { return baseCtx }}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("natter serving", "http", "http://"+ln.Addr().String(), "data", cfg.DataDir, "fsync", cfg.Fsync)
+	log.Info("natter serving", "http", "http://"+ln.Addr().String(), "data", cfg.DataDir, "store", cfg.Store, "fsync", cfg.Fsync)
 
 	select {
 	case <-ctx.Done():

@@ -42,6 +42,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DeleteForEveryone", testDeleteForEveryone},
 		{"DeleteForUser", testDeleteForUser},
 		{"ConcurrentUse", testConcurrentUse},
+		{"NULCharacters", testNULCharacters},
+		{"ConcurrentEnsureDirect", testConcurrentEnsureDirect},
+		{"ConcurrentRefreshRotation", testConcurrentRefreshRotation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -813,6 +816,132 @@ func testConcurrentUse(t *testing.T, s store.Store) {
 		c := summary(t, s, conv, hub)
 		if c.LastSeq != batches*perBat || c.UnreadCount != batches*perBat/2 {
 			t.Fatalf("%s: last seq %d, unread %d; want %d, %d", conv, c.LastSeq, c.UnreadCount, batches*perBat, batches*perBat/2)
+		}
+	}
+}
+
+// testNULCharacters: the contract allows U+0000 in what clients write
+// (content, client_message_id, device names); it must come back intact,
+// and a lookup by a key holding one finds nothing rather than failing.
+// (PostgreSQL's text type cannot store U+0000.)
+func testNULCharacters(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a, b := user(t, s, "alice"), user(t, s, "bob")
+	direct(t, s, "c1", a, b, 10)
+	m := msg("c1", 1, a, b, 100)
+	m.Content, m.ClientMessageID = "nul\x00inside", "cid\x00x"
+	save(t, s, m)
+	if got, err := s.Message(ctx, "c1", 1); err != nil || got != m {
+		t.Fatalf("Message = %+v, %v; want %+v", got, err, m)
+	}
+	if got, err := s.MessageByClientID(ctx, a, m.ClientMessageID); err != nil || got != m {
+		t.Fatalf("MessageByClientID = %+v, %v; want %+v", got, err, m)
+	}
+	if hs := history(t, s, "c1", b, 0, 10); len(hs) != 1 || hs[0].Message != m {
+		t.Fatalf("History = %+v, want [%+v]", hs, m)
+	}
+	if p := summary(t, s, "c1", a).LastMessagePreview; p != m.Content {
+		t.Fatalf("preview = %q, want %q", p, m.Content)
+	}
+	d := store.Device{ID: "d1", UserID: a, Name: "my\x00phone", CreatedAt: 10}
+	ok(t, s.CreateDevice(ctx, d, "h1"))
+	if got, err := s.Device(ctx, "d1"); err != nil || got != d {
+		t.Fatalf("Device = %+v, %v; want %+v", got, err, d)
+	}
+
+	_, err := s.UserByUsername(ctx, "ali\x00ce")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.UserByID(ctx, "u\x00")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.Device(ctx, "d\x00")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.Conversation(ctx, "c\x00", a)
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.Participants(ctx, "c\x00")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.MessageByClientID(ctx, "u\x00", "x")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.RotateRefresh(ctx, "h\x00", "h2", 20)
+	wantErr(t, err, store.ErrNotFound)
+	if hs := history(t, s, "c\x00", a, 0, 10); len(hs) != 0 {
+		t.Fatalf("History of a key with U+0000 = %v", seqs(hs))
+	}
+	if n, err := s.LastSeq(ctx, "c\x00"); err != nil || n != 0 {
+		t.Fatalf("LastSeq of a key with U+0000 = %d, %v", n, err)
+	}
+	if st, err := s.ReceiptState(ctx, "c\x00", a); err != nil || st != (store.ReceiptState{}) {
+		t.Fatalf("ReceiptState of a key with U+0000 = %+v, %v", st, err)
+	}
+	wantErr(t, s.AdvanceReceipt(ctx, "c\x00", a, store.ReceiptState{ReadSeq: 1}), store.ErrNotFound)
+	if blocked, err := s.Blocked(ctx, a, "u\x00"); err != nil || blocked {
+		t.Fatalf("Blocked with a key holding U+0000 = %v, %v", blocked, err)
+	}
+	if shares, err := s.SharesConversation(ctx, a, "u\x00"); err != nil || shares {
+		t.Fatalf("SharesConversation with a key holding U+0000 = %v, %v", shares, err)
+	}
+}
+
+// testConcurrentEnsureDirect: both participants opening the conversation
+// at the same moment (on several devices) all succeed, and it has exactly
+// its two participants.
+func testConcurrentEnsureDirect(t *testing.T, s store.Store) {
+	a, b := user(t, s, "alice"), user(t, s, "bob")
+	for round := range 5 {
+		conv := fmt.Sprintf("c%d", round)
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			x, y := a, b
+			if i%2 == 1 {
+				x, y = b, a
+			}
+			wg.Go(func() { errs[i] = s.EnsureDirect(t.Context(), conv, x, y, int64(10+i)) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			ok(t, err)
+		}
+		got, err := s.Participants(t.Context(), conv)
+		ok(t, err)
+		slices.Sort(got)
+		if want := []string{a, b}; !slices.Equal(got, want) {
+			t.Fatalf("Participants(%s) = %v, want %v", conv, got, want)
+		}
+	}
+}
+
+// testConcurrentRefreshRotation: one refresh token presented twice at the
+// same moment (a stolen copy racing its owner) rotates once; the other
+// presentation is reuse, which revokes the device.
+func testConcurrentRefreshRotation(t *testing.T, s store.Store) {
+	a := user(t, s, "alice")
+	for round := range 5 {
+		dev := fmt.Sprintf("d%d", round)
+		ok(t, s.CreateDevice(t.Context(), store.Device{ID: dev, UserID: a, CreatedAt: 10}, dev+"-h0"))
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			wg.Go(func() {
+				_, errs[i] = s.RotateRefresh(t.Context(), dev+"-h0", fmt.Sprintf("%s-h%d", dev, i+1), 20)
+			})
+		}
+		wg.Wait()
+		rotated, reused := 0, 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				rotated++
+			case errors.Is(err, store.ErrRefreshReused), errors.Is(err, store.ErrNotFound):
+				reused++ // ErrNotFound: it came after the reuse had revoked the device
+			default:
+				t.Fatalf("RotateRefresh: %v", err)
+			}
+		}
+		if rotated != 1 {
+			t.Fatalf("round %d: %d concurrent rotations of one token succeeded, want exactly 1 (errors %v)", round, rotated, errs)
+		}
+		if d, err := s.Device(t.Context(), dev); err != nil || d.RevokedAt == 0 {
+			t.Fatalf("round %d: device after a racing reuse = %+v, %v; want it revoked", round, d, err)
 		}
 	}
 }

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/peterbourgon/ff/v3"
+
+	"github.com/natter-chat/natter/config"
+	"github.com/natter-chat/natter/store/postgres"
+	"github.com/natter-chat/natter/store/sqlite"
+)
+
+// migrate applies the store's pending migrations and exits, printing what
+// it applied: for an operator who upgrades the schema before starting
+// nodes. Nodes also migrate when they start (under an advisory lock on
+// PostgreSQL), so running it is optional. It takes serve's settings
+// (flags, NATTER_* variables, -config file) and uses --store,
+// --postgres-url and --data.
+func migrate(ctx context.Context, args []string, out io.Writer) error {
+	cfg := config.Default()
+	fs := flag.NewFlagSet("natter migrate", flag.ContinueOnError)
+	cfg.RegisterFlags(fs)
+	fs.String("config", "", "config file: one \"flag value\" per line")
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix("NATTER"), ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(ff.PlainParser)); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("natter migrate takes no arguments, got %q", fs.Args())
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("invalid settings:\n%w", err)
+	}
+	log := newLogger("warn")
+	switch cfg.Store {
+	case config.StorePostgres:
+		applied, err := postgres.Migrate(ctx, cfg.PostgresURL, log)
+		for _, name := range applied {
+			fmt.Fprintln(out, "applied", name)
+		}
+		if err != nil {
+			return err
+		}
+		if len(applied) == 0 {
+			fmt.Fprintln(out, "postgres: schema up to date, nothing to apply")
+		}
+		return nil
+	case config.StoreSQLite:
+		// The SQLite adapter migrates whenever it opens the file.
+		db, err := sqlite.Open(ctx, sqlitePath(cfg), sqlite.Options{Fsync: cfg.Fsync, Logger: log})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "sqlite:", sqlitePath(cfg), "schema up to date")
+		return db.Close()
+	}
+	return fmt.Errorf("unknown store %q", cfg.Store)
+}

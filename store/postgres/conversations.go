@@ -1,0 +1,192 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/natter-chat/natter/store"
+)
+
+// EnsureDirect creates the conversation with its participants, or checks
+// that the existing one is this pair's: an id reused for another pair is
+// store.ErrConflict rather than a silent new member. Two callers creating
+// the same id at once are safe: the second INSERT waits for the first
+// transaction and then finds the row, with its participants committed.
+func (db *DB) EnsureDirect(ctx context.Context, id, a, b string, at int64) error {
+	return db.tx(ctx, "ensure direct conversation "+id, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO conversations (id, type, created_at) VALUES ($1, $2, $3)
+			ON CONFLICT (id) DO NOTHING`, id, store.ConversationDirect, at)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return checkDirect(ctx, tx, id, a, b)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO participants (conversation_id, user_id) VALUES ($1, $2), ($1, $3)
+			ON CONFLICT DO NOTHING`, id, a, b)
+		return err
+	})
+}
+
+func checkDirect(ctx context.Context, tx pgx.Tx, id, a, b string) error {
+	var typ string
+	if err := tx.QueryRow(ctx, `SELECT type FROM conversations WHERE id = $1`, id).Scan(&typ); err != nil {
+		return err
+	}
+	got, err := queryStrings(ctx, tx, `SELECT user_id FROM participants WHERE conversation_id = $1 ORDER BY user_id`, id)
+	if err != nil {
+		return err
+	}
+	want := []string{a, b}
+	slices.Sort(want)
+	want = slices.Compact(want)
+	if typ != store.ConversationDirect || !slices.Equal(got, want) {
+		return fmt.Errorf("%w: conversation %s belongs to other participants", store.ErrConflict, id)
+	}
+	return nil
+}
+
+func (db *DB) Participants(ctx context.Context, conversationID string) ([]string, error) {
+	ids, err := queryStrings(ctx, db.pool, `SELECT user_id FROM participants WHERE conversation_id = $1 ORDER BY user_id`, conversationID)
+	if err != nil {
+		return nil, fmt.Errorf("participants of %s: %w", conversationID, classify(err))
+	}
+	if len(ids) == 0 {
+		// Every conversation has a participant, so none means no conversation.
+		return nil, fmt.Errorf("participants of %s: %w", conversationID, store.ErrNotFound)
+	}
+	return ids, nil
+}
+
+func (db *DB) SharesConversation(ctx context.Context, a, b string) (bool, error) {
+	var shares bool
+	err := db.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM participants pa
+		JOIN participants pb ON pb.conversation_id = pa.conversation_id AND pb.user_id = $1
+		WHERE pa.user_id = $2)`, b, a).Scan(&shares)
+	if err := classify(err); err != nil && !isNotFound(err) { // a key with U+0000 shares nothing
+		return false, fmt.Errorf("shares conversation: %w", err)
+	}
+	return shares, nil
+}
+
+// summaryQuery is a viewer's list in list order. The inner query picks the
+// rows (the first %s is the filter, the second the limit's parameter); the
+// outer one adds the peer, title and unread count only for those, so a
+// page does not count every conversation's unread messages. The unread
+// count is exact, as in store/sqlite: the other participants' messages
+// after the viewer's read_seq, neither deleted for everyone nor hidden
+// from the viewer.
+const summaryQuery = `
+SELECT v.id, v.type, v.group_id, v.created_at, v.last_message_at, v.last_message_preview, v.last_seq, v.read_seq,
+	CASE WHEN v.type = 'user' THEN COALESCE(peer.user_id, v.viewer) ELSE '' END,
+	COALESCE(u.username, ''),
+	(SELECT COUNT(*) FROM messages m
+		WHERE m.conversation_id = v.id AND m.seq > v.read_seq AND m.sender_id <> v.viewer AND NOT m.deleted
+		AND NOT EXISTS (SELECT 1 FROM hidden_messages h
+			WHERE h.user_id = v.viewer AND h.conversation_id = m.conversation_id AND h.seq = m.seq))
+FROM (
+	SELECT c.id, c.type, c.group_id, c.created_at, c.last_message_at, c.last_message_preview, c.last_seq,
+		p.user_id AS viewer, p.read_seq,
+		CASE WHEN c.last_message_at > 0 THEN c.last_message_at ELSE c.created_at END AS activity_at
+	FROM participants p JOIN conversations c ON c.id = p.conversation_id
+	WHERE %s
+	ORDER BY activity_at DESC, c.id DESC
+	LIMIT %s
+) v
+LEFT JOIN participants peer ON v.type = 'user' AND peer.conversation_id = v.id AND peer.user_id <> v.viewer
+LEFT JOIN users u ON v.type = 'user' AND u.id = COALESCE(peer.user_id, v.viewer)
+ORDER BY v.activity_at DESC, v.id DESC`
+
+var (
+	oneSummaryQuery = fmt.Sprintf(summaryQuery, `p.user_id = $1 AND p.conversation_id = $2`, `1`)
+	// Row values compare (activity_at, id) lexicographically, which is the
+	// list order; $2 is false for the first page.
+	pageSummaryQuery = fmt.Sprintf(summaryQuery, `p.user_id = $1
+		AND (NOT $2::boolean OR (CASE WHEN c.last_message_at > 0 THEN c.last_message_at ELSE c.created_at END, c.id) < ($3::bigint, $4::text))`,
+		`$5`)
+)
+
+func (db *DB) Conversation(ctx context.Context, conversationID, userID string) (store.ConversationSummary, error) {
+	cs, err := db.summaries(ctx, oneSummaryQuery, userID, conversationID)
+	if err != nil {
+		return store.ConversationSummary{}, fmt.Errorf("conversation %s: %w", conversationID, err)
+	}
+	if len(cs) == 0 {
+		return store.ConversationSummary{}, fmt.Errorf("conversation %s for %s: %w", conversationID, userID, store.ErrNotFound)
+	}
+	return cs[0], nil
+}
+
+func (db *DB) Conversations(ctx context.Context, userID string, after store.ConversationPage, limit int) ([]store.ConversationSummary, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	paged := after != store.ConversationPage{}
+	cs, err := db.summaries(ctx, pageSummaryQuery, userID, paged, after.ActivityAt, after.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("conversations of %s: %w", userID, err)
+	}
+	return cs, nil
+}
+
+func (db *DB) summaries(ctx context.Context, query string, args ...any) ([]store.ConversationSummary, error) {
+	rows, err := db.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	cs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.ConversationSummary, error) {
+		var (
+			c       store.ConversationSummary
+			preview []byte
+		)
+		err := row.Scan(&c.ID, &c.Type, &c.GroupID, &c.CreatedAt, &c.LastMessageAt, &preview,
+			&c.LastSeq, &c.LastReadSeq, &c.PeerID, &c.Title, &c.UnreadCount)
+		c.LastMessagePreview = string(preview)
+		return c, err
+	})
+	return cs, classify(err)
+}
+
+// ReceiptState is the zero state for a participant with no row.
+func (db *DB) ReceiptState(ctx context.Context, conversationID, userID string) (store.ReceiptState, error) {
+	var st store.ReceiptState
+	err := db.pool.QueryRow(ctx, `SELECT delivered_seq, read_seq FROM participants
+		WHERE conversation_id = $1 AND user_id = $2`, conversationID, userID).Scan(&st.DeliveredSeq, &st.ReadSeq)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		if err := classify(err); !errors.Is(err, store.ErrNotFound) { // a key with U+0000 has no row either
+			return store.ReceiptState{}, fmt.Errorf("receipt state: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// AdvanceReceipt raises delivered to at least read so that
+// read_seq <= delivered_seq holds whatever order receipts arrive in. A
+// non-participant is store.ErrNotFound: receipts must not create members.
+// The UPDATE takes the row lock, so concurrent receipts apply one after
+// the other, each to the latest values.
+func (db *DB) AdvanceReceipt(ctx context.Context, conversationID, userID string, st store.ReceiptState) error {
+	n, err := db.exec(ctx, "advance receipt", `UPDATE participants
+		SET read_seq = GREATEST(read_seq, $1), delivered_seq = GREATEST(delivered_seq, $1, $2)
+		WHERE conversation_id = $3 AND user_id = $4`, st.ReadSeq, st.DeliveredSeq, conversationID, userID)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("advance receipt: %s in %s: %w", userID, conversationID, store.ErrNotFound)
+	}
+	return err
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func queryStrings(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
