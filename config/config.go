@@ -17,10 +17,14 @@ const (
 	FsyncInterval = "interval"
 )
 
-// Stores natter can keep its records in.
+// Stores natter can keep its records in. The cassandra+ ones keep
+// conversations, messages and receipts in Cassandra and users, devices
+// and blocks in the second.
 const (
-	StoreSQLite   = "sqlite"
-	StorePostgres = "postgres"
+	StoreSQLite            = "sqlite"
+	StorePostgres          = "postgres"
+	StoreCassandraSQLite   = "cassandra+sqlite"
+	StoreCassandraPostgres = "cassandra+postgres"
 )
 
 // Server is everything `natter serve` needs.
@@ -38,8 +42,9 @@ type Server struct {
 	// keeps in DataDir/keys/nats-operator.password.
 	NATSInsecure bool
 
-	// Store is "sqlite" (the default: DataDir/natter.db) or "postgres"
-	// (the database at PostgresURL).
+	// Store is "sqlite" (the default: DataDir/natter.db), "postgres" (the
+	// database at PostgresURL), or "cassandra+sqlite" / "cassandra+postgres"
+	// (messages in Cassandra at CassandraHosts, users in the second).
 	Store string
 	// PostgresURL is the --store postgres database, a postgres:// URL or a
 	// key=value DSN. It may hold a password, so it is never logged or
@@ -133,6 +138,15 @@ type Server struct {
 	LogFormat string
 	// Pprof serves /debug/pprof on the HTTP address.
 	Pprof bool
+
+	// CassandraHosts are the contact points (host or host:port) of the
+	// Cassandra cluster of a cassandra+ store.
+	CassandraHosts []string
+	// CassandraKeyspace holds natter's tables; created (one replica) when
+	// missing, so production keyspaces are created by operators first.
+	CassandraKeyspace string
+	// CassandraConsistency of every read and write, default LOCAL_QUORUM.
+	CassandraConsistency string
 }
 
 // Default returns the documented defaults.
@@ -168,6 +182,9 @@ func Default() Server {
 		ResetOnStart:    true,
 		LogLevel:        "info",
 		LogFormat:       "text",
+
+		CassandraKeyspace:    "natter",
+		CassandraConsistency: "LOCAL_QUORUM",
 	}
 }
 
@@ -178,7 +195,7 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "directory for all state (JetStream, database, signing key)")
 	fs.StringVar(&c.NATSListen, "nats-listen", c.NATSListen, "expose the embedded NATS server on this host:port (off when empty); clients log in with the operator credentials in --data/keys/nats-operator.password")
 	fs.BoolVar(&c.NATSInsecure, "nats-insecure", c.NATSInsecure, "turn off the NATS listener's authentication (anyone reaching --nats-listen gets every right)")
-	fs.StringVar(&c.Store, "store", c.Store, `where records live: "sqlite" (a file in --data) or "postgres" (--postgres-url)`)
+	fs.StringVar(&c.Store, "store", c.Store, `where records live: "sqlite" (a file in --data), "postgres" (--postgres-url), or "cassandra+sqlite" / "cassandra+postgres" (messages in Cassandra, users in the second)`)
 	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "PostgreSQL database for --store postgres (postgres://user:password@host:port/db)")
 	fs.StringVar(&c.Fsync, "fsync", c.Fsync, `"always": sync each write before acking; "interval": sync every --sync-interval`)
 	fs.DurationVar(&c.SyncInterval, "sync-interval", c.SyncInterval, "sync interval in --fsync interval mode")
@@ -228,6 +245,17 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address")
+	fs.Func("cassandra-hosts", "comma-separated Cassandra contact points (host or host:port) of a cassandra+ store", func(s string) error {
+		c.CassandraHosts = nil
+		for _, h := range strings.Split(s, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				c.CassandraHosts = append(c.CassandraHosts, h)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&c.CassandraKeyspace, "cassandra-keyspace", c.CassandraKeyspace, "Cassandra keyspace of natter's tables")
+	fs.StringVar(&c.CassandraConsistency, "cassandra-consistency", c.CassandraConsistency, "consistency of Cassandra reads and writes (LOCAL_QUORUM, QUORUM, ONE, ...)")
 }
 
 // Validate reports every invalid setting at once.
@@ -240,9 +268,18 @@ func (c Server) Validate() error {
 	}
 	check(c.HTTPAddr != "", "--http is required")
 	check(c.DataDir != "", "--data is required")
-	check(c.Store == StoreSQLite || c.Store == StorePostgres, `--store must be "sqlite" or "postgres", not %q`, c.Store)
+	switch c.Store {
+	case StoreSQLite, StorePostgres, StoreCassandraSQLite, StoreCassandraPostgres:
+	default:
+		errs = append(errs, fmt.Errorf(`--store must be "sqlite", "postgres", "cassandra+sqlite" or "cassandra+postgres", not %q`, c.Store))
+	}
 	// Never quote the URL: it may hold a password.
-	check(c.Store != StorePostgres || c.PostgresURL != "", "--store postgres needs --postgres-url (or NATTER_POSTGRES_URL)")
+	check((c.Store != StorePostgres && c.Store != StoreCassandraPostgres) || c.PostgresURL != "",
+		"--store %s needs --postgres-url (or NATTER_POSTGRES_URL)", c.Store)
+	if c.Store == StoreCassandraSQLite || c.Store == StoreCassandraPostgres {
+		check(len(c.CassandraHosts) > 0, "--store %s needs --cassandra-hosts (or NATTER_CASSANDRA_HOSTS)", c.Store)
+		check(c.CassandraKeyspace != "", "--cassandra-keyspace is required")
+	}
 	check(c.Fsync == FsyncAlways || c.Fsync == FsyncInterval, `--fsync must be "always" or "interval", not %q`, c.Fsync)
 	check(c.SyncInterval > 0, "--sync-interval must be positive")
 	check(c.SendBurst > 0 && c.SendRate > 0, "--send-burst and --send-rate must be positive")

@@ -63,6 +63,10 @@ func TestValidateRejectsEachBadSetting(t *testing.T) {
 		{"store other", func(c *Server) { c.Store = "mysql" }, "--store"},
 		{"store empty", func(c *Server) { c.Store = "" }, "--store"},
 		{"postgres without url", func(c *Server) { c.Store = StorePostgres }, "--postgres-url"},
+		{"cassandra without hosts", func(c *Server) { c.Store = StoreCassandraSQLite }, "--cassandra-hosts"},
+		{"cassandra without keyspace", func(c *Server) {
+			c.Store, c.CassandraHosts, c.CassandraKeyspace = StoreCassandraSQLite, []string{"127.0.0.1"}, ""
+		}, "--cassandra-keyspace"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,6 +33,18 @@ func openStore(ctx context.Context, cfg config.Server, log *slog.Logger) (store.
 			return nil, err
 		}
 		return db, nil
+	case config.StoreCassandraSQLite:
+		users, err := sqlite.Open(ctx, sqlitePath(cfg), sqlite.Options{Fsync: cfg.Fsync, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return withCassandra(ctx, cfg, users, log)
+	case config.StoreCassandraPostgres:
+		users, err := postgres.Open(ctx, cfg.PostgresURL, postgres.Options{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		return withCassandra(ctx, cfg, users, log)
 	}
 	return nil, fmt.Errorf("unknown store %q", cfg.Store)
 }
