@@ -193,7 +193,15 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		writeError(w, chat.Errorf(schema.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return nosniff(mux)
+}
+
+// nosniff stops browsers from reading a JSON answer as HTML or script.
+func nosniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // errStarting answers authenticated requests until the revocations are

@@ -41,6 +41,8 @@ func bearer(r *http.Request) string {
 // authed wraps a handler that needs a caller.
 func (g *Gateway) authed(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A caller's data must never sit in a shared or browser cache.
+		w.Header().Set("Cache-Control", "no-store")
 		c, err := g.authenticate(bearer(r))
 		if err != nil {
 			writeError(w, err)
@@ -57,6 +59,8 @@ func (g *Gateway) authed(h func(http.ResponseWriter, *http.Request) error) http.
 // rate-limited per client address.
 func (g *Gateway) anonymous(limited bool, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Register, login and refresh answer with tokens: never cached.
+		w.Header().Set("Cache-Control", "no-store")
 		var err error
 		if limited {
 			err = g.authLimit.Allow(clientAddr(r))

@@ -310,3 +310,30 @@ func TestAFutureCursorIsABadRequest(t *testing.T) {
 		t.Fatalf("WebSocket with a future cursor closed with %v, want %d", err, closePolicy)
 	}
 }
+
+// Every answer carries nosniff; authenticated answers and the auth answers
+// that carry tokens are never cached.
+func TestSecurityHeaders(t *testing.T) {
+	n, _ := startNode(t, nodeOptions{})
+	alice := n.user("alice")
+	cases := []struct {
+		name    string
+		r       answer2
+		noStore bool
+	}{
+		{"healthz", n.do("GET", "/healthz", "", nil), false},
+		{"unknown path", n.do("GET", "/nope", "", nil), false},
+		{"me", n.do("GET", "/v1/me", alice.token, nil), true},
+		{"me without token", n.do("GET", "/v1/me", "", nil), true},
+		{"login", n.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "wrong-password"}), true},
+		{"refresh", n.do("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": "x"}), true},
+	}
+	for _, tc := range cases {
+		if got := tc.r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options %q, want nosniff", tc.name, got)
+		}
+		if got := tc.r.header.Get("Cache-Control"); tc.noStore && got != "no-store" {
+			t.Errorf("%s: Cache-Control %q, want no-store", tc.name, got)
+		}
+	}
+}
