@@ -35,7 +35,7 @@ type Config struct {
 	// AllowedOrigins are the browser origins, besides the server's own,
 	// that may open WebSockets.
 	AllowedOrigins []string
-	// RateLimit turns the per-address login/register limit on: AuthBurst
+	// RateLimit turns the per-address login/register/refresh limit on: AuthBurst
 	// at once (default 20), then AuthRate per second (default 1).
 	RateLimit bool
 	AuthBurst int
@@ -143,7 +143,7 @@ func (g *Gateway) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/auth/register", g.anonymous(true, g.handleRegister))
 	mux.HandleFunc("POST /v1/auth/login", g.anonymous(true, g.handleLogin))
-	mux.HandleFunc("POST /v1/auth/refresh", g.anonymous(false, g.handleRefresh))
+	mux.HandleFunc("POST /v1/auth/refresh", g.anonymous(true, g.handleRefresh))
 
 	mux.Handle("GET /v1/me", g.authed(g.handleMe))
 	mux.Handle("GET /v1/me/devices", g.authed(g.handleDevices))

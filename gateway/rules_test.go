@@ -337,3 +337,25 @@ func TestSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// Refresh needs no token, so it is limited per address like login: an
+// anonymous flood of refreshes gets 429 with Retry-After, and off is off.
+func TestRefreshIsRateLimitedPerAddress(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		n, _ := startNode(t, nodeOptions{gateway: Config{RateLimit: on, AuthBurst: 3, AuthRate: 0.001}})
+		var limited answer2
+		for i := 0; i < 10; i++ {
+			r := n.do("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": "r1.bogus"})
+			if r.status == 429 {
+				limited = r
+				break
+			}
+		}
+		if on && (limited.status != 429 || limited.code() != schema.CodeRateLimited || limited.header.Get("Retry-After") == "") {
+			t.Errorf("10 refreshes with burst 3: no 429 rate_limited with Retry-After (last %d %s)", limited.status, limited.raw)
+		}
+		if !on && limited.status == 429 {
+			t.Errorf("refresh limited with --rate-limit off: %s", limited.raw)
+		}
+	}
+}
