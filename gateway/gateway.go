@@ -35,7 +35,7 @@ type Config struct {
 	// AllowedOrigins are the browser origins, besides the server's own,
 	// that may open WebSockets.
 	AllowedOrigins []string
-	// RateLimit turns the per-address login/register limit on: AuthBurst
+	// RateLimit turns the per-address login/register/refresh limit on: AuthBurst
 	// at once (default 20), then AuthRate per second (default 1).
 	RateLimit bool
 	AuthBurst int
@@ -85,6 +85,8 @@ type Gateway struct {
 	core      *chat.Core
 	stacks    *stackPool
 	authLimit *chat.Limiter
+	// loginBackoff slows guessing against one account from many addresses.
+	loginBackoff *chat.LoginBackoff
 	// unavailableLog spaces out the logs of 5xx answers.
 	unavailableLog rate.Sometimes
 
@@ -99,6 +101,7 @@ func New(cfg Config, core *chat.Core) *Gateway {
 		cfg: cfg, log: cfg.Logger, core: core,
 		stacks:         newStackPool(),
 		authLimit:      chat.NewLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst),
+		loginBackoff:   chat.NewLoginBackoff(cfg.RateLimit),
 		unavailableLog: rate.Sometimes{Interval: time.Second},
 	}
 }
@@ -143,7 +146,7 @@ func (g *Gateway) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /v1/auth/register", g.anonymous(true, g.handleRegister))
 	mux.HandleFunc("POST /v1/auth/login", g.anonymous(true, g.handleLogin))
-	mux.HandleFunc("POST /v1/auth/refresh", g.anonymous(false, g.handleRefresh))
+	mux.HandleFunc("POST /v1/auth/refresh", g.anonymous(true, g.handleRefresh))
 
 	mux.Handle("GET /v1/me", g.authed(g.handleMe))
 	mux.Handle("GET /v1/me/devices", g.authed(g.handleDevices))
@@ -193,7 +196,15 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		writeError(w, chat.Errorf(schema.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return nosniff(mux)
+}
+
+// nosniff stops browsers from reading a JSON answer as HTML or script.
+func nosniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // errStarting answers authenticated requests until the revocations are

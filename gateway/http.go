@@ -41,6 +41,8 @@ func bearer(r *http.Request) string {
 // authed wraps a handler that needs a caller.
 func (g *Gateway) authed(h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A caller's data must never sit in a shared or browser cache.
+		w.Header().Set("Cache-Control", "no-store")
 		c, err := g.authenticate(bearer(r))
 		if err != nil {
 			writeError(w, err)
@@ -57,6 +59,8 @@ func (g *Gateway) authed(h func(http.ResponseWriter, *http.Request) error) http.
 // rate-limited per client address.
 func (g *Gateway) anonymous(limited bool, h func(http.ResponseWriter, *http.Request) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Register, login and refresh answer with tokens: never cached.
+		w.Header().Set("Cache-Control", "no-store")
 		var err error
 		if limited {
 			err = g.authLimit.Allow(clientAddr(r))
@@ -139,10 +143,21 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := g.decodeBody(w, r, &c); err != nil {
 		return err
 	}
+	// Unknown usernames are counted too, so the answer does not say
+	// whether an account exists.
+	if err := g.loginBackoff.Check(c.Username, time.Now()); err != nil {
+		return err
+	}
 	t, err := g.core.Accounts.Login(r.Context(), c.Username, c.Password, c.DeviceName)
+	if e, ok := err.(*schema.Error); ok && e.Code == schema.CodeUnauthorized {
+		if n := g.loginBackoff.Failed(c.Username, time.Now()); n > 5 {
+			g.log.Warn("repeated failed logins", "username", c.Username, "failures", n, "addr", clientAddr(r))
+		}
+	}
 	if err != nil {
 		return err
 	}
+	g.loginBackoff.Succeeded(c.Username)
 	writeJSON(w, http.StatusOK, t)
 	return nil
 }

@@ -310,3 +310,83 @@ func TestAFutureCursorIsABadRequest(t *testing.T) {
 		t.Fatalf("WebSocket with a future cursor closed with %v, want %d", err, closePolicy)
 	}
 }
+
+// Every answer carries nosniff; authenticated answers and the auth answers
+// that carry tokens are never cached.
+func TestSecurityHeaders(t *testing.T) {
+	n, _ := startNode(t, nodeOptions{})
+	alice := n.user("alice")
+	cases := []struct {
+		name    string
+		r       answer2
+		noStore bool
+	}{
+		{"healthz", n.do("GET", "/healthz", "", nil), false},
+		{"unknown path", n.do("GET", "/nope", "", nil), false},
+		{"me", n.do("GET", "/v1/me", alice.token, nil), true},
+		{"me without token", n.do("GET", "/v1/me", "", nil), true},
+		{"login", n.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "wrong-password"}), true},
+		{"refresh", n.do("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": "x"}), true},
+	}
+	for _, tc := range cases {
+		if got := tc.r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options %q, want nosniff", tc.name, got)
+		}
+		if got := tc.r.header.Get("Cache-Control"); tc.noStore && got != "no-store" {
+			t.Errorf("%s: Cache-Control %q, want no-store", tc.name, got)
+		}
+	}
+}
+
+// Refresh needs no token, so it is limited per address like login: an
+// anonymous flood of refreshes gets 429 with Retry-After, and off is off.
+func TestRefreshIsRateLimitedPerAddress(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		n, _ := startNode(t, nodeOptions{gateway: Config{RateLimit: on, AuthBurst: 3, AuthRate: 0.001}})
+		var limited answer2
+		for i := 0; i < 10; i++ {
+			r := n.do("POST", "/v1/auth/refresh", "", map[string]string{"refresh_token": "r1.bogus"})
+			if r.status == 429 {
+				limited = r
+				break
+			}
+		}
+		if on && (limited.status != 429 || limited.code() != schema.CodeRateLimited || limited.header.Get("Retry-After") == "") {
+			t.Errorf("10 refreshes with burst 3: no 429 rate_limited with Retry-After (last %d %s)", limited.status, limited.raw)
+		}
+		if !on && limited.status == 429 {
+			t.Errorf("refresh limited with --rate-limit off: %s", limited.raw)
+		}
+	}
+}
+
+// After 5 failed logins an account (known or not) waits: 429 rate_limited
+// with Retry-After, whatever the address limit allows; the rightful user
+// logs in once the back-off passes.
+func TestLoginBacksOffPerAccount(t *testing.T) {
+	n, _ := startNode(t, nodeOptions{gateway: Config{RateLimit: true, AuthBurst: 1000, AuthRate: 1000}})
+	n.user("alice")
+	for _, name := range []string{"alice", "nobody-here"} {
+		for i := 0; i < 6; i++ {
+			r := n.do("POST", "/v1/auth/login", "", map[string]string{"username": name, "password": "wrong-password"})
+			if r.status != 401 {
+				t.Fatalf("%s failure %d: %d %s, want 401", name, i+1, r.status, r.raw)
+			}
+		}
+		r := n.do("POST", "/v1/auth/login", "", map[string]string{"username": name, "password": "wrong-password"})
+		if r.status != 429 || r.code() != schema.CodeRateLimited || r.header.Get("Retry-After") == "" {
+			t.Fatalf("%s after 6 failures: %d %s, want 429 rate_limited with Retry-After", name, r.status, r.raw)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := n.do("POST", "/v1/auth/login", "", map[string]string{"username": "alice", "password": "password123"})
+		if r.status == 200 {
+			break
+		}
+		if r.status != 429 || time.Now().After(deadline) {
+			t.Fatalf("rightful login after the back-off: %d %s", r.status, r.raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
