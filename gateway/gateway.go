@@ -85,8 +85,6 @@ type Gateway struct {
 	core      *chat.Core
 	stacks    *stackPool
 	authLimit *chat.Limiter
-	// loginBackoff slows guessing against one account from many addresses.
-	loginBackoff *chat.LoginBackoff
 	// unavailableLog spaces out the logs of 5xx answers.
 	unavailableLog rate.Sometimes
 
@@ -101,7 +99,6 @@ func New(cfg Config, core *chat.Core) *Gateway {
 		cfg: cfg, log: cfg.Logger, core: core,
 		stacks:         newStackPool(),
 		authLimit:      chat.NewLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst),
-		loginBackoff:   chat.NewLoginBackoff(cfg.RateLimit),
 		unavailableLog: rate.Sometimes{Interval: time.Second},
 	}
 }
