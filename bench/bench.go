@@ -30,7 +30,12 @@ type Config struct {
 	Spawn     bool   // start a natter instead
 	NatterBin string // binary to spawn; empty: this executable
 	Fsync     string // passed to a spawned natter
-	PID       int    // natter's pid when not spawned, for CPU and RSS
+	PID       int    // natter's pid when not spawned, for CPU and RSS without metrics
+	// MetricsURL is natter's /metrics when not spawned (default: --url's
+	// /metrics); the server's CPU, RSS and counters come from there.
+	MetricsURL string
+	NATSURL    string // natter's NATS when not spawned, for presence KV writes
+	Presence   bool   // idle: time presence changes, count presence KV writes
 
 	Pairs    int           // pairs, catchup: sender/recipient pairs
 	Rate     float64       // pairs: messages per second per sender
@@ -41,6 +46,12 @@ type Config struct {
 	Conns    int           // idle, churn, raw-ws-echo: connections
 	Accounts int           // idle, churn: accounts the connections share
 	Events   int           // catchup: events accumulated per offline device
+	Groups   int           // group, mix: groups
+	Members  int           // group, mix: members per group
+	// GroupRate is mix's rate per group sender (0: --rate).
+	GroupRate float64
+	// ServerArgs are more flags for a spawned natter (--store postgres ...).
+	ServerArgs string
 
 	SourceIPs   int // client source addresses 127.0.0.1..127.0.0.N
 	Concurrency int // registrations, logins and dials at a time
@@ -60,6 +71,8 @@ func defaultConfig() Config {
 		Conns:       100,
 		Accounts:    100,
 		Events:      10000,
+		Groups:      1,
+		Members:     20,
 		SourceIPs:   1,
 		Concurrency: 32,
 	}
@@ -70,7 +83,10 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Spawn, "spawn", c.Spawn, "start a natter with a temporary data directory instead of using --url")
 	fs.StringVar(&c.NatterBin, "natter-bin", c.NatterBin, "natter binary for --spawn (default: this executable)")
 	fs.StringVar(&c.Fsync, "fsync", c.Fsync, `--fsync of a spawned natter and of raw-jetstream: "always" or "interval"`)
-	fs.IntVar(&c.PID, "pid", c.PID, "pid of the natter at --url, for its CPU and RSS (Linux)")
+	fs.IntVar(&c.PID, "pid", c.PID, "pid of the natter at --url, for its CPU and RSS from /proc when its metrics cannot be read (Linux)")
+	fs.StringVar(&c.MetricsURL, "metrics-url", c.MetricsURL, "Prometheus /metrics of the natter at --url (its --admin-http address, if set); default: --url's /metrics")
+	fs.BoolVar(&c.Presence, "presence", c.Presence, "idle: watch every account's presence (how long connects and disconnects take to show) and count the presence bucket's KV writes (a spawned natter exposes its NATS for it)")
+	fs.StringVar(&c.NATSURL, "nats-url", c.NATSURL, "NATS of the natter at --url (its --nats-listen, with credentials), for idle's presence KV writes")
 	fs.IntVar(&c.Pairs, "pairs", c.Pairs, "pairs, catchup: sender/recipient pairs")
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "pairs: messages per second per sender")
 	fs.IntVar(&c.Size, "size", c.Size, "content bytes per message")
@@ -80,6 +96,10 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Conns, "conns", c.Conns, "idle, churn, raw-ws-echo: connections")
 	fs.IntVar(&c.Accounts, "accounts", c.Accounts, "idle, churn: accounts the connections are spread over (each logs in once)")
 	fs.IntVar(&c.Events, "events", c.Events, "catchup: events accumulated per offline device")
+	fs.IntVar(&c.Groups, "groups", c.Groups, "group: groups, each with one sender at --rate")
+	fs.IntVar(&c.Members, "members", c.Members, "group: members per group (at most 500)")
+	fs.Float64Var(&c.GroupRate, "group-rate", c.GroupRate, "mix: messages per second per group sender (default: --rate)")
+	fs.StringVar(&c.ServerArgs, "server-args", c.ServerArgs, `more flags for a --spawn natter, space-separated (e.g. "--store postgres --postgres-url URL --fanout-queue-threshold 0")`)
 	fs.IntVar(&c.SourceIPs, "source-ips", c.SourceIPs, "spread connections over source addresses 127.0.0.1..127.0.0.N, about 28k each (loopback targets only)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "registrations, logins and dials at a time")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print the report as one JSON object")
@@ -96,14 +116,21 @@ func (c Config) validate() error {
 	check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "--url must be an http(s) URL")
 	check(c.Fsync == "always" || c.Fsync == "interval", `--fsync must be "always" or "interval"`)
 	check(c.PID >= 0, "--pid must not be negative")
+	if c.MetricsURL != "" {
+		m, err := url.Parse(c.MetricsURL)
+		check(err == nil && (m.Scheme == "http" || m.Scheme == "https") && m.Host != "", "--metrics-url must be an http(s) URL")
+	}
 	check(c.Pairs >= 1, "--pairs must be at least 1")
 	check(c.Rate > 0, "--rate must be positive")
+	check(c.GroupRate >= 0, "--group-rate must not be negative")
 	check(c.Size >= 8 && c.Size <= 65536, "--size must be 8 to 65536 bytes")
 	check(c.Duration > 0, "--duration must be positive")
 	check(c.Warmup >= 0 && c.Drain >= 0, "--warmup and --drain must not be negative")
 	check(c.Conns >= 1, "--conns must be at least 1")
 	check(c.Accounts >= 0, "--accounts must not be negative")
 	check(c.Events >= 1, "--events must be at least 1")
+	check(c.Groups >= 1, "--groups must be at least 1")
+	check(c.Members >= 2 && c.Members <= 500, "--members must be 2 to 500")
 	check(c.SourceIPs >= 1 && c.SourceIPs <= 254, "--source-ips must be 1 to 254")
 	check(c.Concurrency >= 1, "--concurrency must be at least 1")
 	return errors.Join(errs...)
@@ -121,7 +148,8 @@ type scenario struct {
 
 var scenarios = []scenario{
 	{"pairs", "--pairs one-to-one pairs, each sender at --rate msg/s (open loop)", true, runPairs},
-	{"group", "groups of members sending to each other (not implemented yet)", true, nil},
+	{"group", "--groups groups of --members members, one sender per group at --rate msg/s (open loop)", true, runGroup},
+	{"mix", "--pairs 1:1 pairs at --rate msg/s each and --groups groups of --members at --group-rate, at once: delivery latency of each apart", true, runMix},
 	{"idle", "--conns idle connections with heartbeats: server RSS per connection, CPU at idle", true, runIdle},
 	{"catchup", "--pairs devices offline while --events messages accumulate; time from reconnect to synced", true, runCatchup},
 	{"churn", "--conns clients connecting and disconnecting in a loop: connects/s", true, runChurn},

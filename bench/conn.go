@@ -30,6 +30,10 @@ type inbound struct {
 	SenderID        string `json:"sender_id"`
 	Cursor          string `json:"cursor"`
 	HeartbeatMS     int64  `json:"heartbeat_ms"`
+	// presence events: user_id and status (a string there, a number in
+	// errors, so it stays raw)
+	UserID string          `json:"user_id"`
+	Status json.RawMessage `json:"status"`
 }
 
 // sendFrame is the WebSocket frame of a send: messageType is "user" or

@@ -33,6 +33,12 @@ func TestEndToEnd(t *testing.T) {
 	// 20/s for 2.5 s is 50 sends per sender, 10 of them in the warmup.
 	checkClean(t, r, 5*40)
 	if r.Server == nil || r.Server.PID <= 0 {
-		t.Errorf("server stats = %+v, want the spawned natter's", r.Server)
+		t.Fatalf("server stats = %+v, want the spawned natter's", r.Server)
+	}
+	// A real natter's figures come from its metrics, counters included:
+	// the measured window's sends (about 5 × 20/s × 2 s) were counted.
+	if c := r.Server.Counters; r.Server.Source != sourceMetrics || c == nil || c.SendsAccepted < 100 || c.SendsAccepted > 250 ||
+		c.FannedOut < 100 || c.WSFramesOut < c.SendsAccepted || r.Server.PeakRSS < r.Server.RSSBytes {
+		t.Errorf("server stats = %+v (counters %+v), want from metrics with the window's sends", r.Server, r.Server.Counters)
 	}
 }

@@ -19,9 +19,21 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	cfg := e.cfg
 	n, na := cfg.Conns, accountsFor(cfg)
 	r := e.newReport("idle", map[string]any{"conns": n, "accounts": na, "source_ips": cfg.SourceIPs})
-	accts, err := e.newAccounts(ctx, na)
+	extra := 0
+	if cfg.Presence {
+		extra = 1 // the watchers' account
+	}
+	all, err := e.newAccounts(ctx, na+extra)
 	if err != nil {
 		return nil, err
+	}
+	accts := all[:na]
+	var pw *presenceWatch
+	if cfg.Presence {
+		if pw, err = e.watchPresence(ctx, all[na], accts); err != nil {
+			return nil, err
+		}
+		defer pw.close()
 	}
 	server := e.watchServer()
 	before, haveBefore := server.settle(ctx, 10*time.Second)
@@ -80,6 +92,16 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	if hb <= 0 {
 		hb = defaultHeartbeat
 	}
+	var kv *presenceWrites
+	var kvBefore uint64
+	if cfg.Presence && e.target.natsURL != "" {
+		if kv, err = openPresenceWrites(ctx, e.target.natsURL); err != nil {
+			e.log.Warn("no presence KV writes", "err", err)
+		} else {
+			defer kv.close()
+			kvBefore, _ = kv.count(ctx)
+		}
+	}
 	server.restart()
 	self := e.watchSelf()
 	var pings atomic.Int64
@@ -115,13 +137,51 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	}
 	r.Seconds = time.Since(start).Seconds()
 	r.Server, r.Bench = server.stats(), self.stats()
+	var kvRate *float64
+	if kv != nil {
+		if after, err := kv.count(ctx); err == nil {
+			rate := float64(after-kvBefore) / r.Seconds
+			kvRate = &rate
+		}
+	}
+	heldDropped, heldOpened, heldFailed := dropped(), opened.Load(), failed.Load()
+	var onlineIn, offlineIn, closing, dialing time.Duration
+	if pw != nil {
+		// Presence under churn: every connection closes, then all open
+		// again; how long from the first close (dial) until the watchers
+		// saw the last account go offline (online), and how long the
+		// closing (dialing) itself took.
+		closeStart := time.Now()
+		closeAll(conns)
+		closing = time.Since(closeStart)
+		if err := pw.wait(ctx, time.Minute, func() bool { return pw.online == 0 }); err != nil {
+			e.log.Warn("not every account showed offline", "online", pw.onlineCount(), "err", err)
+		}
+		offlineIn = pw.lastChange().Sub(closeStart)
+		again := make([]*Conn, n)
+		defer closeAll(again)
+		conns = again
+		connectStart := time.Now()
+		_ = forEach(ctx, n, cfg.Concurrency, connect)
+		dialing = time.Since(connectStart)
+		if err := pw.wait(ctx, time.Minute, func() bool { return pw.online == len(accts) }); err != nil {
+			e.log.Warn("not every account showed online", "online", pw.onlineCount(), "accounts", len(accts), "err", err)
+		}
+		onlineIn = pw.lastChange().Sub(connectStart)
+	}
 	r.Connections = &Connections{
 		Requested: n,
-		Opened:    opened.Load(),
-		Failed:    failed.Load(),
-		Dropped:   dropped(),
+		Opened:    heldOpened,
+		Failed:    heldFailed,
+		Dropped:   heldDropped,
 		Pings:     pings.Load(),
 		Pongs:     pongs.Load(),
+
+		PresenceOnlineSeconds:  onlineIn.Seconds(),
+		PresenceOfflineSeconds: offlineIn.Seconds(),
+		PresenceClosingSeconds: closing.Seconds(),
+		PresenceDialingSeconds: dialing.Seconds(),
+		PresenceKVWritesPerSec: kvRate,
 	}
 	if r.Server != nil && haveBefore {
 		r.Connections.ServerRSSBefore = before.RSS
@@ -131,6 +191,9 @@ func runIdle(ctx context.Context, e *env) (*Report, error) {
 	}
 	if len(samples) == 2 {
 		e.setMarginalRSS(r.Connections, samples[0], samples[1])
+	}
+	if pw != nil {
+		r.Connections.PresenceUsers = len(accts)
 	}
 	r.Errors = e.errs.Snapshot()
 	return r, nil

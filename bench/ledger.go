@@ -53,6 +53,9 @@ type Flow struct {
 	recipients  []string
 	sched       Schedule
 	measureFrom int // messages before it are warmup: not in rates or latencies
+	// class, when set, records this flow's measured deliveries besides
+	// the ledger's Delivery (a mix's 1:1 and group shares).
+	class *Recorder
 
 	mu        sync.Mutex
 	state     []uint8  // per message: msg* bits
@@ -84,6 +87,10 @@ func (l *Ledger) AddFlow(sender string, recipients []string, sched Schedule, mea
 // frames connections report (before, it counts them as unknown), which may
 // be read by any goroutine.
 func (l *Ledger) Seal() { l.sealed.Store(true) }
+
+// RecordAlso makes f's measured deliveries count in r too; call it
+// before Seal.
+func (f *Flow) RecordAlso(r *Recorder) { f.class = r }
 
 // Schedule is when f's messages are due.
 func (f *Flow) Schedule() Schedule { return f.sched }
@@ -205,6 +212,9 @@ func (l *Ledger) OnMessage(r *Receiver, ev *inbound, at time.Time) {
 	l.delivered.Add(1)
 	if i >= f.measureFrom {
 		l.Delivery.Record(at.Sub(f.sched.At(i)))
+		if f.class != nil {
+			f.class.Record(at.Sub(f.sched.At(i)))
+		}
 	}
 }
 

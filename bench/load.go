@@ -48,6 +48,7 @@ func (p loadPlan) measureFrom(sched Schedule) int { return sched.IndexAt(p.Measu
 func (e *env) runLoad(ctx context.Context, l *Ledger, senders []loadSender, p loadPlan, r *Report) error {
 	content := contentOf(e.cfg.Size)
 	server, self := e.watchServer(), e.watchSelf()
+	loadStart, haveStart := server.now()
 	stop := e.progress(ctx, loadProgress(r.Scenario, l, p, server))
 	defer stop()
 
@@ -90,6 +91,17 @@ func (e *env) runLoad(ctx context.Context, l *Ledger, senders []loadSender, p lo
 	}
 	r.Seconds = window.Seconds()
 	r.Messages = loadMessages(l, window, settled)
+	if r.Server != nil && r.Messages.DeliveredPerSec > 0 {
+		r.Messages.ServerCPUPerDeliveryUS = r.Server.CPUPercent / 100 * 1e6 / r.Messages.DeliveredPerSec
+	}
+	// Over the whole load, warm-up to drained, the server's CPU covers
+	// exactly the work of the run's deliveries, however far behind it
+	// fell: the figure that stays comparable on a busy machine.
+	if end, ok := server.now(); ok && haveStart && settled {
+		if all := l.Tally(nil, false); all.Delivered > 0 {
+			r.Messages.ServerCPUPerDeliveryWholeUS = float64((end.CPU - loadStart.CPU).Microseconds()) / float64(all.Delivered)
+		}
+	}
 	r.Latency.SendToAck = new(l.Ack.Summary())
 	r.Latency.SendToDelivery = new(l.Delivery.Summary())
 	r.Errors = e.errs.Snapshot()

@@ -55,6 +55,13 @@ type Messages struct {
 	WarmupUnacked   int64   `json:"warmup_unacked,omitempty"`
 	WarmupLost      int64   `json:"warmup_lost,omitempty"`
 	Duplicates      int64   `json:"duplicates"`
+	// ServerCPUPerDeliveryUS is the server's CPU time per delivery in the
+	// window, in microseconds (0 without server statistics).
+	ServerCPUPerDeliveryUS float64 `json:"server_cpu_us_per_delivery,omitempty"`
+	// ServerCPUPerDeliveryWholeUS is the server's CPU time from the start
+	// of the warm-up until every message was delivered, per delivery of
+	// the whole run (0 when the drain ran out).
+	ServerCPUPerDeliveryWholeUS float64 `json:"server_cpu_us_per_delivery_whole_run,omitempty"`
 	// Settled is false when --drain ran out with messages still unacked
 	// or undelivered: the server was behind, and Lost may count
 	// deliveries that were only late.
@@ -87,6 +94,19 @@ type Connections struct {
 	ServerRSSMarginalPerConn float64 `json:"server_rss_marginal_per_conn_bytes,omitempty"`
 	MarginalFrom             int64   `json:"server_rss_marginal_from_conns,omitempty"`
 	MarginalTo               int64   `json:"server_rss_marginal_to_conns,omitempty"`
+	// Presence (idle --presence, after the hold): every connection is
+	// closed, then all are opened again; how long from the first close
+	// until watchers saw the last account go offline, and from the first
+	// dial until they saw the last come online; and how long closing
+	// and dialing them all took.
+	// KV writes per second to the presence bucket while the connections
+	// were held (with --nats-url or --spawn).
+	PresenceUsers          int      `json:"presence_users,omitempty"`
+	PresenceOnlineSeconds  float64  `json:"presence_online_seconds,omitempty"`
+	PresenceOfflineSeconds float64  `json:"presence_offline_seconds,omitempty"`
+	PresenceClosingSeconds float64  `json:"presence_closing_seconds,omitempty"`
+	PresenceDialingSeconds float64  `json:"presence_dialing_seconds,omitempty"`
+	PresenceKVWritesPerSec *float64 `json:"presence_kv_writes_per_sec,omitempty"`
 }
 
 // Catchup describes the catchup scenario; its Messages are those sent
@@ -105,18 +125,38 @@ type Catchup struct {
 
 // Latencies are the distributions a scenario measured.
 type Latencies struct {
-	SendToAck       *Latency `json:"send_to_ack,omitempty"`
-	SendToDelivery  *Latency `json:"send_to_delivery,omitempty"`
+	SendToAck      *Latency `json:"send_to_ack,omitempty"`
+	SendToDelivery *Latency `json:"send_to_delivery,omitempty"`
+	// mix: send → delivery of its 1:1 and of its group messages apart.
+	DirectDelivery  *Latency `json:"send_to_delivery_direct,omitempty"`
+	GroupDelivery   *Latency `json:"send_to_delivery_group,omitempty"`
 	ConnectToSynced *Latency `json:"connect_to_synced,omitempty"`
 	RoundTrip       *Latency `json:"round_trip,omitempty"`
 }
 
 // ProcStats describes a process over the measured window.
 type ProcStats struct {
-	PID        int     `json:"pid"`
+	PID int `json:"pid,omitempty"` // 0 when only its metrics are known
+	// Source is where the figures come from: "metrics" (the server's
+	// /metrics at MetricsURL) or "proc" (/proc/PID).
+	Source     string  `json:"source"`
+	MetricsURL string  `json:"metrics_url,omitempty"`
 	CPUPercent float64 `json:"cpu_percent"` // of one core
 	RSSBytes   int64   `json:"rss_bytes"`   // at the end
 	PeakRSS    int64   `json:"peak_rss_bytes"`
+	// Counters are the server's own counts over the window (metrics only).
+	Counters *ServerCounters `json:"counters,omitempty"`
+}
+
+// ServerCounters are what the server counted over the measured window.
+type ServerCounters struct {
+	// SendsAccepted: natter_messages_in_total{result="sent"}.
+	SendsAccepted int64 `json:"sends_accepted"`
+	// WSFramesOut: natter_websocket_frames_out_total (events, acks, pongs).
+	WSFramesOut int64 `json:"ws_frames_out"`
+	// FannedOut: CONV events the fanout consumer finished
+	// (natter_consumer_latency_seconds_count{consumer="fanout"}).
+	FannedOut int64 `json:"fanned_out"`
 }
 
 // Problem reports what a correct server never shows: lost, duplicated or
@@ -197,6 +237,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		if m.WarmupUnacked > 0 {
 			row("unacked in warm-up", m.WarmupUnacked)
 		}
+		if m.ServerCPUPerDeliveryUS > 0 {
+			row("server CPU per delivery", fmt.Sprintf("%.0f µs", m.ServerCPUPerDeliveryUS))
+		}
+		if m.ServerCPUPerDeliveryWholeUS > 0 {
+			row("  over the whole run", fmt.Sprintf("%.0f µs", m.ServerCPUPerDeliveryWholeUS))
+		}
 		if !m.Settled && r.Latency.SendToDelivery != nil {
 			row("drained", "no: server behind")
 		}
@@ -222,6 +268,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row(fmt.Sprintf("server RSS per conn, marginal %d → %d conns", c.MarginalFrom, c.MarginalTo),
 				bytesIEC(int64(c.ServerRSSMarginalPerConn)))
 		}
+		if c.PresenceUsers > 0 {
+			row(fmt.Sprintf("presence: all close (in %.2f s), all %d accounts offline after", c.PresenceClosingSeconds, c.PresenceUsers), fmt.Sprintf("%.2f s", c.PresenceOfflineSeconds))
+			row(fmt.Sprintf("presence: all dial (in %.2f s), all %d accounts online after", c.PresenceDialingSeconds, c.PresenceUsers), fmt.Sprintf("%.2f s", c.PresenceOnlineSeconds))
+		}
+		if c.PresenceKVWritesPerSec != nil {
+			row("presence KV writes at idle", fmt.Sprintf("%.2f/s", *c.PresenceKVWritesPerSec))
+		}
 	}
 	if c := r.Catchup; c != nil {
 		t.AppendSeparator()
@@ -236,8 +289,22 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}{{"server", r.Server}, {"bench", r.Bench}} {
 		if p.s != nil {
 			t.AppendSeparator()
+			src := "/proc"
+			if p.s.Source == sourceMetrics {
+				src = "its metrics"
+			}
+			row(p.name+" figures from", src)
 			row(p.name+" CPU", fmt.Sprintf("%.0f%%", p.s.CPUPercent))
-			row(p.name+" RSS (peak)", fmt.Sprintf("%s (%s)", bytesIEC(p.s.RSSBytes), bytesIEC(p.s.PeakRSS)))
+			peak := "-"
+			if p.s.PeakRSS > 0 {
+				peak = bytesIEC(p.s.PeakRSS)
+			}
+			row(p.name+" RSS (peak)", fmt.Sprintf("%s (%s)", bytesIEC(p.s.RSSBytes), peak))
+			if c := p.s.Counters; c != nil {
+				row(p.name+" sends accepted", c.SendsAccepted)
+				row(p.name+" events fanned out", c.FannedOut)
+				row(p.name+" WebSocket frames out", c.WSFramesOut)
+			}
 		}
 	}
 	t.AppendSeparator()
@@ -265,6 +332,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}{
 		{"send → ack", r.Latency.SendToAck},
 		{"send → delivery", r.Latency.SendToDelivery},
+		{"  of 1:1 messages", r.Latency.DirectDelivery},
+		{"  of group messages", r.Latency.GroupDelivery},
 		{"connect → synced", r.Latency.ConnectToSynced},
 		{"round trip", r.Latency.RoundTrip},
 	} {

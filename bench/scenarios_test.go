@@ -181,6 +181,10 @@ func TestSpawn(t *testing.T) {
 	if r.Server == nil || r.Server.PID <= 0 || r.Server.RSSBytes <= 0 {
 		t.Fatalf("server stats = %+v, want the spawned process's", r.Server)
 	}
+	// The fake serves no /metrics: /proc it is.
+	if r.Server.Source != sourceProc || r.Server.Counters != nil {
+		t.Errorf("server stats source = %q, counters %+v; want /proc's without counters", r.Server.Source, r.Server.Counters)
+	}
 	if !strings.HasPrefix(r.Target, "http://127.0.0.1:") {
 		t.Errorf("target = %q", r.Target)
 	}
@@ -233,7 +237,7 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"--pairs", "3", "pairs", "--rate", "2.5"}, ""},
 		{[]string{}, "name a scenario"},
 		{[]string{"nope"}, "unknown scenario"},
-		{[]string{"group"}, "not implemented yet"},
+		{[]string{"group", "--members", "501"}, "--members"},
 		{[]string{"pairs", "extra"}, "unexpected arguments"},
 		{[]string{"pairs", "--rate", "0", "--fsync", "never", "--size", "1"}, "--rate"},
 		{[]string{"pairs", "--url", "localhost:8080"}, "--url"},

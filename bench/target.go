@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/natter-chat/natter/internal/testnode"
@@ -21,6 +22,11 @@ const (
 type target struct {
 	base *url.URL
 	pid  int // 0 when unknown: no server statistics
+	// natsURL reaches natter's NATS; empty when unknown.
+	natsURL string
+	// metricsURL is natter's Prometheus /metrics, where the server's
+	// figures come from when it answers (else /proc, with pid).
+	metricsURL string
 
 	node *testnode.Node // set when the bench spawned the server
 	log  *slog.Logger
@@ -35,7 +41,10 @@ func openTarget(ctx context.Context, cfg Config, log *slog.Logger) (*target, err
 	if err != nil {
 		return nil, fmt.Errorf("parse --url: %w", err)
 	}
-	t := &target{base: base, pid: cfg.PID, log: log}
+	t := &target{base: base, pid: cfg.PID, natsURL: cfg.NATSURL, metricsURL: cfg.MetricsURL, log: log}
+	if t.metricsURL == "" {
+		t.metricsURL = base.JoinPath("/metrics").String()
+	}
 	if err := t.waitHealthy(ctx, 5*time.Second); err != nil {
 		return nil, err
 	}
@@ -56,14 +65,16 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*target, error) {
 	}
 	n, err := testnode.Launch(ctx, testnode.Options{
 		Binary:   bin,
-		Flags:    []string{"--fsync", cfg.Fsync},
+		Flags:    append([]string{"--fsync", cfg.Fsync}, strings.Fields(cfg.ServerArgs)...),
 		Ready:    healthTimeout,
 		LogBytes: 64 << 10,
+		NATS:     cfg.Presence, // idle reads the presence bucket's writes
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spawn %s: %w", bin, err)
 	}
-	t := &target{base: &url.URL{Scheme: "http", Host: n.Addr()}, pid: n.Pid(), node: n, log: log}
+	t := &target{base: &url.URL{Scheme: "http", Host: n.Addr()}, pid: n.Pid(), natsURL: n.NATSURL(), node: n, log: log}
+	t.metricsURL = t.base.JoinPath("/metrics").String()
 	log.Info("spawned natter", "pid", t.pid, "url", t.base.String(), "fsync", cfg.Fsync, "dir", n.DataDir())
 	return t, nil
 }

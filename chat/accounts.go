@@ -18,10 +18,11 @@ type Accounts struct {
 	signer   *auth.Signer
 	revoke   *streams.Revocations
 	sessions *Sessions
+	guard    *LoginGuard
 }
 
-func newAccounts(st Store, signer *auth.Signer, revoke *streams.Revocations, sessions *Sessions) *Accounts {
-	return &Accounts{st: st, signer: signer, revoke: revoke, sessions: sessions}
+func newAccounts(st Store, signer *auth.Signer, revoke *streams.Revocations, sessions *Sessions, guard *LoginGuard) *Accounts {
+	return &Accounts{st: st, signer: signer, revoke: revoke, sessions: sessions, guard: guard}
 }
 
 // dummyHash is checked against when a username does not exist, so a login
@@ -96,14 +97,32 @@ func (a *Accounts) Register(ctx context.Context, username, password string) (Use
 	return User{u.ID, u.Username}, nil
 }
 
-// Login makes a new device of the user.
-func (a *Accounts) Login(ctx context.Context, username, password, deviceName string) (Tokens, error) {
+// Login makes a new device of the user. from is the client's address:
+// failed logins are slowed per account and address (LoginGuard).
+func (a *Accounts) Login(ctx context.Context, from, username, password, deviceName string) (Tokens, error) {
 	if username == "" || password == "" {
 		return Tokens{}, badRequest("username and password are required")
 	}
 	if len(deviceName) > 128 {
 		return Tokens{}, badRequest("device_name is longer than 128 bytes")
 	}
+	if err := a.guard.Begin(username, from, time.Now()); err != nil {
+		return Tokens{}, err
+	}
+	t, err := a.login(ctx, username, password, deviceName)
+	var e *schema.Error
+	switch {
+	case err == nil:
+		a.guard.Succeeded(username, from, time.Now())
+	case errors.As(err, &e) && e.Code == schema.CodeUnauthorized:
+		// Counted by Begin.
+	default:
+		a.guard.Undo(username, from, time.Now())
+	}
+	return t, err
+}
+
+func (a *Accounts) login(ctx context.Context, username, password, deviceName string) (Tokens, error) {
 	wrong := Errorf(schema.CodeUnauthorized, "wrong username or password")
 	u, err := a.st.UserByUsername(ctx, username)
 	if errors.Is(err, store.ErrNotFound) {

@@ -35,6 +35,7 @@ type Store interface {
 	store.Blocks
 	store.Conversations
 	store.Receipts
+	store.Push
 	MessageByClientID(ctx context.Context, senderID, clientMessageID string) (store.Message, error)
 	Message(ctx context.Context, conversationID string, seq int64) (store.Message, error)
 	History(ctx context.Context, conversationID, viewerID string, beforeSeq int64, limit int) ([]store.HistoryEntry, error)
@@ -44,7 +45,7 @@ type Store interface {
 // Config tunes chat. The zero value of each field means its documented
 // default, filled in by withDefaults (and nowhere else).
 type Config struct {
-	// RateLimit turns the per-user send limit on.
+	// RateLimit turns the per-user send limit and the login back-off on.
 	RateLimit bool
 	// SendBurst and SendRate: a burst, then a rate per second (default
 	// 100 and 20, the contract's).
@@ -54,11 +55,34 @@ type Config struct {
 	// single-node serve): it may then skip the store's dedupe read for
 	// ids it has surely never seen. Never set it with other nodes.
 	SoleSequencer bool
+	// Observer is told of sends and refusals (metrics); default none.
+	Observer Observer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+
+	// NodeName prefixes this node's presence id (a fresh random id per
+	// start, so a restarted node never revives its predecessor's lease).
+	NodeName string
+	// PresenceLease is the TTL of this node's presence lease, renewed
+	// every third of it (default 15 s): a crashed node's users read
+	// offline within it.
+	PresenceLease time.Duration
+	// PollIdle is how long a long-polling device stays online after its
+	// last poll ended (default 55 s: 30 s plus a 25 s heartbeat, as a
+	// silent WebSocket).
+	PollIdle time.Duration
+	// MaxPresenceSubscriptions caps the users one connection watches
+	// (default 500).
+	MaxPresenceSubscriptions int
+	// TypingTTL: a composing not refreshed within it turns into paused
+	// (default 5 s).
+	TypingTTL time.Duration
 }
 
 func (c Config) withDefaults() Config {
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	if c.SendBurst == 0 {
 		c.SendBurst = 100
 	}
@@ -68,6 +92,18 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.PresenceLease == 0 {
+		c.PresenceLease = 15 * time.Second
+	}
+	if c.PollIdle == 0 {
+		c.PollIdle = 55 * time.Second
+	}
+	if c.MaxPresenceSubscriptions == 0 {
+		c.MaxPresenceSubscriptions = 500
+	}
+	if c.TypingTTL == 0 {
+		c.TypingTTL = 5 * time.Second
+	}
 	return c
 }
 
@@ -76,9 +112,14 @@ type Core struct {
 	Accounts  *Accounts
 	Relations *Relations
 	Messages  *Messages
+	Groups    *Groups
 	Sync      *Sync
 	Presence  *Presence
 	Sessions  *Sessions
+	// Limits are the per-user limits of every frame kind but send.
+	Limits *Limits
+	Polls  *PollSessions
+	Push   *Push
 
 	revoke  *streams.Revocations
 	runners []func(context.Context) error
@@ -108,18 +149,48 @@ func New(ctx context.Context, cfg Config, st Store, nc *nats.Conn, signer *auth.
 	}
 	notices := streams.NewBlockNotices(nc)
 	c.Relations = newRelations(st, notices)
-	c.Accounts = newAccounts(st, signer, c.revoke, c.Sessions)
+	guard := NewLoginGuard(LoginGuardConfig{On: cfg.RateLimit}, cfg.Logger)
+	c.Accounts = newAccounts(st, signer, c.revoke, c.Sessions, guard)
 	seq := streams.NewSequencer(js, conv, st)
-	limit := NewLimiter(cfg.RateLimit, cfg.SendRate, cfg.SendBurst)
+	limit := NewLimiter(cfg.RateLimit, cfg.SendRate, cfg.SendBurst).OnRefuse(func() { cfg.Observer.RateLimited("send") })
 	c.Messages = newMessages(st, seq, streams.NewConvWriter(js), wm, limit, c.Relations)
-	c.Sync = newSync(st, wm, streams.NewInboxReader(nc))
-	c.Presence = newPresence(st, c.Sessions, c.Relations, streams.NewEphemeral(nc))
+	c.Messages.obs = cfg.Observer
+	c.Groups = newGroups(st, seq, c.Relations)
+	c.Messages.groups = c.Groups
+	// Decimal cursors of before are at most the stream's last sequence now.
+	_, legacyMax, err := wm.InboxRange(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("event cursors: %w", err)
+	}
+	c.Sync = newSync(st, wm, streams.NewInboxReader(nc), newCursorCodec(signer.DeriveKey("event cursors"), legacyMax))
+	pkv, err := streams.NewPresenceKV(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	reg := newRegistry(pkv, newNodeID(cfg.NodeName), cfg.PresenceLease, c.Sessions, cfg.Logger)
+	c.Sessions.onChange = reg.changed
+	live := streams.NewEphemeral(nc)
+	c.Presence = newPresence(st, reg, c.Relations, live, cfg.MaxPresenceSubscriptions, cfg.TypingTTL)
+	c.Polls = newPollSessions(cfg.PollIdle, c.Sessions, c.Presence, live)
+	c.Limits = NewLimits(cfg.RateLimit)
+	for kind, lim := range c.Limits.byKind {
+		lim.OnRefuse(func() { cfg.Observer.RateLimited(kind) })
+	}
+	c.Messages.limits, c.Presence.limits = c.Limits, c.Limits
+	c.Push = newPush(st)
 
 	c.runners = []func(context.Context) error{
 		c.revoke.Run,
-		func(ctx context.Context) error { return notices.Run(ctx, c.Relations.forget) },
+		func(ctx context.Context) error {
+			return notices.Run(ctx, func(pair string) { c.Relations.forget(pair); c.Presence.blockChanged(pair) })
+		},
 		limit.Run,
+		c.Limits.Run,
+		guard.Run,
 		seq.Run,
+		reg.Run,
+		c.Presence.typing.Run,
+		c.Polls.Run,
 	}
 	if l, ok := st.(clientIDLister); ok && cfg.SoleSequencer {
 		c.runners = append(c.runners, func(ctx context.Context) error {

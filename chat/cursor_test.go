@@ -5,7 +5,9 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/natter-chat/natter/schema"
@@ -20,28 +22,100 @@ func wantBadCursor(t *testing.T, err error) {
 	}
 }
 
+func testCodec(legacyMax uint64) *cursorCodec {
+	return newCursorCodec([]byte("0123456789abcdef0123456789abcdef"), legacyMax)
+}
+
 func TestEventCursorRoundTrip(t *testing.T) {
+	c := testCodec(0)
 	for _, n := range []uint64{0, 1, 42, 1 << 32, math.MaxUint64} {
-		s := formatCursor(n)
-		if s == "" {
-			t.Fatalf("empty cursor for %d", n)
+		s := c.format("u1", n)
+		if s == "" || !strings.HasPrefix(s, "e") || len(s) != 23 {
+			t.Fatalf("cursor %q for %d: want e + 22 base64url characters", s, n)
 		}
-		got, err := parseCursor(s)
+		got, err := c.parse("u1", s)
 		if err != nil || got != n {
-			t.Fatalf("parseCursor(%q) = %d, %v; want %d", s, got, err, n)
+			t.Fatalf("parse(%q) = %d, %v; want %d", s, got, err, n)
 		}
 	}
 }
 
-func TestParseCursorRefuses(t *testing.T) {
-	for _, s := range []string{"", " ", "-1", "+1", "1.0", "1e3", "0x10", "abc", "1 ", " 1",
-		"18446744073709551616", "１"} {
-		if n, err := parseCursor(s); err == nil {
-			t.Errorf("parseCursor(%q) = %d, want an error", s, n)
+// Two cursors of one user around 100 events of other users: nothing in
+// them tells how far apart they are (a block cipher's output for 1 and
+// 101 shares no more with each other than with any other value), and
+// cursors of the same position differ between users.
+func TestEventCursorsRevealNoDistance(t *testing.T) {
+	c := testCodec(0)
+	before, after := c.format("alice", 1000), c.format("alice", 1101)
+	next := c.format("alice", 1001)
+	if before == after || before == next {
+		t.Fatal("distinct positions, equal cursors")
+	}
+	// No prefix shared beyond chance, whatever the distance: a clear or
+	// order-preserving encoding would share most of its characters.
+	shared := func(a, b string) int {
+		n := 0
+		for i := 1; i < len(a) && i < len(b); i++ {
+			if a[i] == b[i] {
+				n++
+			}
+		}
+		return n
+	}
+	if shared(before, next) > 6 || shared(before, after) > 6 {
+		t.Errorf("cursors %s, %s, %s share too many characters", before, next, after)
+	}
+	if strings.Contains(before, "1000") || strings.Contains(after, "1101") {
+		t.Errorf("cursor shows its position: %s %s", before, after)
+	}
+	if c.format("bob", 1000) == before {
+		t.Error("two users' cursors of one position are equal")
+	}
+	if c.format("alice", 1000) != before {
+		t.Error("one position formats to two cursors")
+	}
+}
+
+// A cursor of another user, one with a changed character, or one made
+// up is 400 bad_request; a decimal cursor of before resumes, up to the
+// stream's position at start.
+func TestParseEventCursorRefuses(t *testing.T) {
+	c := testCodec(5000)
+	good := c.format("alice", 77)
+	tampered := []byte(good)
+	for i := 1; i < len(tampered); i++ {
+		tt := slices.Clone(tampered)
+		tt[i] = "AB"[bool2int(tt[i] == 'A')]
+		if n, err := c.parse("alice", string(tt)); err == nil {
+			t.Errorf("tampered cursor %q (char %d) accepted as %d", tt, i, n)
 		} else {
 			wantBadCursor(t, err)
 		}
 	}
+	other := testCodec(5000)
+	other.tagKey = []byte("another server's key..........!!")
+	for _, s := range []string{c.format("bob", 77), other.format("alice", 77), "", "e", "e" + good[1:22], good + "A",
+		"e" + base64.RawURLEncoding.EncodeToString(make([]byte, 16)), " ", "-1", "+1", "1.0", "1e3", "0x10", "abc", "1 ", " 1",
+		"18446744073709551616", "１", "5001", "99999999"} {
+		if n, err := c.parse("alice", s); err == nil {
+			t.Errorf("parse(%q) = %d, want an error", s, n)
+		} else {
+			wantBadCursor(t, err)
+		}
+	}
+	for _, s := range []string{"0", "1", "42", "5000", "007"} {
+		want, _ := strconv.ParseUint(s, 10, 64)
+		if n, err := c.parse("alice", s); err != nil || n != want {
+			t.Errorf("legacy cursor %q: %d, %v; want %d", s, n, err, want)
+		}
+	}
+}
+
+func bool2int(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func TestConversationCursorRoundTrip(t *testing.T) {
@@ -80,34 +154,35 @@ func TestDecodeConversationCursorRefuses(t *testing.T) {
 }
 
 func FuzzParseCursor(f *testing.F) {
-	for _, s := range []string{"0", "1", "42", "007", "18446744073709551615", "18446744073709551616", "-1", "+1", "", " 1", "1e3", "0x1", "١"} {
+	c := testCodec(1 << 20)
+	for _, s := range []string{"0", "1", "42", "007", "1048576", "1048577", "18446744073709551616", "-1", "+1", "", " 1", "1e3", "0x1", "١",
+		c.format("alice", 9), c.format("bob", 9), "eAAAAAAAAAAAAAAAAAAAAAA"} {
 		f.Add(s, uint64(0))
 	}
 	f.Add("", uint64(math.MaxUint64))
 	f.Add("x", uint64(1))
 	f.Fuzz(func(t *testing.T, s string, n uint64) {
-		got, err := parseCursor(s)
+		got, err := c.parse("alice", s)
 		if err != nil {
 			wantBadCursor(t, err)
 			if got != 0 {
 				t.Fatalf("refused cursor returned %d", got)
 			}
-		} else {
-			// Accepted: decimal digits only, and it means what it says.
-			for _, c := range s {
-				if c < '0' || c > '9' {
-					t.Fatalf("accepted %q", s)
-				}
+		} else if !strings.HasPrefix(s, "e") {
+			// A legacy cursor: decimal digits only, within the limit,
+			// and it means what it says.
+			v, perr := strconv.ParseUint(s, 10, 64)
+			if strings.Trim(s, "0123456789") != "" || perr != nil || v != got || got > 1<<20 {
+				t.Fatalf("accepted %q as %d", s, got)
 			}
-			if back, err := parseCursor(formatCursor(got)); err != nil || back != got {
-				t.Fatalf("%q: %d does not round-trip", s, got)
-			}
-			if v, _ := strconv.ParseUint(s, 10, 64); v != got {
-				t.Fatalf("%q parsed as %d", s, got)
-			}
+		} else if c.format("alice", got) != s {
+			t.Fatalf("accepted %q as %d, which formats to %q", s, got, c.format("alice", got))
 		}
-		if back, err := parseCursor(formatCursor(n)); err != nil || back != n {
-			t.Fatalf("parseCursor(formatCursor(%d)) = %d, %v", n, back, err)
+		if back, err := c.parse("alice", c.format("alice", n)); err != nil || back != n {
+			t.Fatalf("parse(format(%d)) = %d, %v", n, back, err)
+		}
+		if _, err := c.parse("bob", c.format("alice", n)); err == nil {
+			t.Fatalf("alice's cursor for %d accepted for bob", n)
 		}
 	})
 }

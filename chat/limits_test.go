@@ -126,3 +126,52 @@ func TestLimiterSweepStops(t *testing.T) {
 		t.Fatal("sweep did not return after cancel")
 	}
 }
+
+func TestLimitsPerKindAndOff(t *testing.T) {
+	l := NewLimits(true)
+	for i := range limitDefaults[LimitTyping].burst {
+		if err := l.Allow(LimitTyping, "u1"); err != nil {
+			t.Fatalf("typing %d within the burst: %v", i+1, err)
+		}
+	}
+	wantRateLimited(t, l.Allow(LimitTyping, "u1"))
+	// Other kinds and other users keep their own budget.
+	for _, kind := range []string{LimitReceipt, LimitDelete, LimitPresence, LimitPing} {
+		if err := l.Allow(kind, "u1"); err != nil {
+			t.Errorf("%s limited by typing: %v", kind, err)
+		}
+	}
+	if err := l.Allow(LimitTyping, "u2"); err != nil {
+		t.Errorf("u2 limited by u1: %v", err)
+	}
+	off := NewLimits(false)
+	for i := range 10000 {
+		if err := off.Allow(LimitPing, "u1"); err != nil {
+			t.Fatalf("ping %d with limits off: %v", i, err)
+		}
+	}
+	var none *Limits
+	if err := none.Allow(LimitPing, "u1"); err != nil {
+		t.Fatalf("nil Limits: %v", err)
+	}
+}
+
+func TestTypingGate(t *testing.T) {
+	var g typingGate
+	now := time.Unix(1000, 0)
+	if !g.forward("u", "c", "composing", now) {
+		t.Fatal("first composing not forwarded")
+	}
+	if g.forward("u", "c", "composing", now.Add(typingRefresh-time.Millisecond)) {
+		t.Fatal("repeat within the window forwarded")
+	}
+	if !g.forward("u", "c2", "composing", now) || !g.forward("u2", "c", "composing", now) {
+		t.Fatal("another conversation or user coalesced with the first")
+	}
+	if !g.forward("u", "c", "composing", now.Add(typingRefresh)) {
+		t.Fatal("refresh after the window not forwarded")
+	}
+	if !g.forward("u", "c", "paused", now.Add(typingRefresh)) || !g.forward("u", "c", "composing", now.Add(typingRefresh)) {
+		t.Fatal("paused, or the composing right after it, not forwarded")
+	}
+}

@@ -23,6 +23,13 @@ type Messages struct {
 	limit *Limiter
 	rel   *Relations
 	seen  *seenIDs
+	obs   Observer
+	// groups is the send path's group branch (set by New).
+	groups *Groups
+	// limits (nil: none) and marks: statuses and deletions (limits.go,
+	// receipts.go).
+	limits *Limits
+	marks  receiptMarks
 
 	// ensured remembers direct conversations known to exist, so the hot
 	// path does not write to the store on every send.
@@ -33,10 +40,10 @@ func newMessages(st Store, seq *streams.Sequencer, conv *streams.ConvWriter, wm 
 	return &Messages{st: st, seq: seq, conv: conv, wm: wm, limit: limit, rel: rel, seen: newSeenIDs()}
 }
 
-// Send validates, rate-limits, dedupes against the store, authorizes,
+// send validates, rate-limits, dedupes against the store, authorizes,
 // sequences and publishes. The ack is returned only after JetStream
 // stored the message.
-func (m *Messages) Send(ctx context.Context, c Claims, req *schema.SendRequest) (schema.Ack, error) {
+func (m *Messages) send(ctx context.Context, c Claims, req *schema.SendRequest) (schema.Ack, error) {
 	if err := schema.ValidateSend(req, c.UserID); err != nil {
 		return schema.Ack{}, err
 	}
@@ -64,7 +71,7 @@ func (m *Messages) Send(ctx context.Context, c Claims, req *schema.SendRequest) 
 		}
 	}
 	if req.MessageType == schema.MessageTypeGroup {
-		return schema.Ack{}, notFound("group %q not found", req.RecipientID)
+		return m.sendGroup(ctx, c, req)
 	}
 	conv, err := m.direct(ctx, c.UserID, req.RecipientID, RetrySend)
 	if err != nil {
@@ -119,11 +126,14 @@ func (m *Messages) direct(ctx context.Context, me, peer, retry string) (string, 
 		return "", Errorf(schema.CodeBlocked, "one of you has blocked the other")
 	}
 	conv := schema.DirectConversationID(me, peer)
-	if _, ok := m.ensured.Load(conv); !ok {
+	// Per caller: EnsureDirect also records that me opened it (listed
+	// for me while empty).
+	key := conv + " " + me
+	if _, ok := m.ensured.Load(key); !ok {
 		if err := m.st.EnsureDirect(ctx, conv, me, peer, time.Now().UnixMilli()); err != nil {
 			return "", Translate(fmt.Errorf("create conversation %s: %w", conv, err), "conversation", retry)
 		}
-		m.ensured.Store(conv, struct{}{})
+		m.ensured.Store(key, struct{}{})
 	}
 	return conv, nil
 }
@@ -186,6 +196,9 @@ func (m *Messages) SetStatus(ctx context.Context, c Claims, messageID, status st
 	if err := schema.ValidateStatus(status); err != nil {
 		return store.Message{}, err
 	}
+	if err := m.limits.Allow(LimitReceipt, c.UserID); err != nil {
+		return store.Message{}, err
+	}
 	msg, err := m.visible(ctx, c.UserID, messageID)
 	if err != nil {
 		return store.Message{}, err
@@ -193,11 +206,15 @@ func (m *Messages) SetStatus(ctx context.Context, c Claims, messageID, status st
 	if msg.SenderID == c.UserID {
 		return store.Message{}, Errorf(schema.CodeForbidden, "only a recipient may set a message's status")
 	}
+	if done, err := m.receiptChangesNothing(ctx, msg.ConversationID, c.UserID, status, msg.Seq); done || err != nil {
+		return msg, err
+	}
 	err = m.conv.Receipt(ctx, streams.Receipt{ConversationID: msg.ConversationID, UserID: c.UserID, DeviceID: c.DeviceID,
 		Seq: msg.Seq, Status: status, TS: time.Now().UnixMilli()})
 	if err != nil {
 		return store.Message{}, Translate(err, "status", RetryRequest)
 	}
+	m.marks.published(msg.ConversationID, c.UserID, status, msg.Seq)
 	return msg, nil
 }
 
@@ -252,6 +269,9 @@ func (m *Messages) Delete(ctx context.Context, c Claims, messageID, scope string
 	}
 	if scope != "me" && scope != "everyone" {
 		return Deleted{}, badRequest(`for must be "me" or "everyone"`)
+	}
+	if err := m.limits.Allow(LimitDelete, c.UserID); err != nil {
+		return Deleted{}, err
 	}
 	msg, err := m.visible(ctx, c.UserID, messageID)
 	if err != nil {
@@ -409,15 +429,23 @@ func (m *Messages) History(ctx context.Context, userID, conv, cursor string, lim
 	if err := m.persisted(ctx, RetryRequest); err != nil {
 		return HistoryPage{}, err
 	}
+	floor, err := m.groups.historyFloor(ctx, conv, userID)
+	if err != nil {
+		return HistoryPage{}, err
+	}
 	entries, err := m.st.History(ctx, conv, userID, before, limit)
 	if err != nil {
 		return HistoryPage{}, Translate(err, "history", RetryRequest)
+	}
+	// A group member reads from their joining on.
+	for len(entries) > 0 && entries[len(entries)-1].Seq < floor {
+		entries = entries[:len(entries)-1]
 	}
 	out := HistoryPage{Messages: make([]schema.HistoryMessage, 0, len(entries))}
 	for _, e := range entries {
 		out.Messages = append(out.Messages, schema.HistoryMessage{Message: toWire(e.Message), Status: e.Status, Deleted: e.Deleted})
 	}
-	if n := len(entries); n > 0 && entries[n-1].Seq > 1 {
+	if n := len(entries); n > 0 && entries[n-1].Seq > floor {
 		s := strconv.FormatInt(entries[n-1].Seq, 10)
 		out.NextCursor = &s
 	}

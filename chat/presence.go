@@ -4,32 +4,44 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"time"
 
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/streams"
 )
 
-// Presence answers who is online and carries typing indicators. It knows
-// this node's sessions; the cluster-wide registry (NATS KV) comes with the
-// presence work. last_seen is known for users who disconnected since this
-// process started. Blocks hide both directions; privacy hides per the
-// user's settings.
+// Presence answers who is online, keeps presence subscriptions and
+// carries typing indicators. Who is online comes from the cluster-wide
+// registry in NATS KV (presence_registry.go). Blocks hide both
+// directions; privacy hides per the user's settings.
 type Presence struct {
-	st       Store
-	sessions *Sessions
-	rel      *Relations
-	live     *streams.Ephemeral
+	st      Store
+	reg     *registry
+	rel     *Relations
+	live    *streams.Ephemeral
+	typing  *typingExpiry
+	maxSubs int
+	// limits (nil: none) and coalesce: see limits.go and typing_coalesce.go.
+	limits   *Limits
+	coalesce typingGate
 }
 
-func newPresence(st Store, sessions *Sessions, rel *Relations, live *streams.Ephemeral) *Presence {
-	return &Presence{st: st, sessions: sessions, rel: rel, live: live}
+func newPresence(st Store, reg *registry, rel *Relations, live *streams.Ephemeral, maxSubs int, typingTTL time.Duration) *Presence {
+	p := &Presence{st: st, reg: reg, rel: rel, live: live, maxSubs: maxSubs}
+	p.typing = newTypingExpiry(typingTTL, p.expireTyping)
+	return p
 }
 
 // Of is userID's presence as viewer may see it. It does not check that
 // userID exists (callers that must answer 404 check first).
 func (p *Presence) Of(ctx context.Context, viewer, userID string) schema.Presence {
+	online, seen := p.reg.status(ctx, userID)
+	return p.render(ctx, viewer, userID, online, seen)
+}
+
+// render applies blocks and privacy to a user's state as viewer sees it.
+func (p *Presence) render(ctx context.Context, viewer, userID string, online bool, seen int64) schema.Presence {
 	out := schema.Presence{Type: schema.TypePresence, UserID: userID, Status: "offline"}
-	online, seen := p.sessions.status(userID)
 	if viewer == userID {
 		if online {
 			out.Status = "online"
@@ -65,7 +77,7 @@ func (p *Presence) lastSeenVisible(ctx context.Context, viewer, userID, setting 
 	case PrivacyNobody:
 		return false
 	case PrivacyContacts:
-		ok, err := p.st.SharesConversation(ctx, viewer, userID)
+		ok, err := p.rel.Contacts(ctx, viewer, userID)
 		return err == nil && ok
 	}
 	return true
@@ -78,12 +90,19 @@ func (p *Presence) Typing(ctx context.Context, userID, conv, state string) error
 	if state != "composing" && state != "paused" {
 		return badRequest(`state must be "composing" or "paused"`)
 	}
+	if err := p.limits.Allow(LimitTyping, userID); err != nil {
+		return err
+	}
 	if !schema.ValidConversationID(conv) {
 		return notFound("conversation not found")
 	}
 	users, err := p.st.Participants(ctx, conv)
 	if err != nil || !slices.Contains(users, userID) {
 		return notFound("conversation not found")
+	}
+	p.typing.note(userID, conv, state) // composing expires by itself (typing.go)
+	if !p.coalesce.forward(userID, conv, state, time.Now()) {
+		return nil // coalesced: a composing was passed on moments ago
 	}
 	ev, _ := json.Marshal(schema.Typing{Type: schema.TypeTyping, ConversationID: conv, UserID: userID, State: state})
 	for _, u := range users {

@@ -84,6 +84,24 @@ func (r *Relations) BlockedUsers(ctx context.Context, me string) ([]string, erro
 	return ids, Translate(err, "blocks", RetryRequest)
 }
 
+// Contacts reports whether a and b have exchanged a message (either
+// way): their direct conversation has one. Only that counts: opening a
+// conversation (POST /v1/conversations) makes no contact, or a stranger
+// could see anyone's "contacts" last seen; sharing a group does not
+// either. The test is the store's last seq of the pair's conversation,
+// one key read. A message counts once persisted (milliseconds after its
+// ack).
+func (r *Relations) Contacts(ctx context.Context, a, b string) (bool, error) {
+	if a == b {
+		return true, nil
+	}
+	n, err := r.st.LastSeq(ctx, schema.DirectConversationID(a, b))
+	if err != nil {
+		return false, Translate(err, "contacts", RetryRequest)
+	}
+	return n > 0, nil
+}
+
 // Privacy settings of the contract.
 const (
 	PrivacyEveryone       = "everyone"

@@ -33,6 +33,10 @@ type Sessions struct {
 	online   map[string]int   // user id -> open sessions on this node
 	lastSeen map[string]int64 // user id -> when their last session closed
 	closed   bool
+	// onChange is called, with mu held, when a user's first session here
+	// opens or their last one closes; it must not block (the presence
+	// registry only marks the user).
+	onChange func(userID string)
 }
 
 func newSessions() *Sessions {
@@ -47,7 +51,9 @@ func (r *Sessions) Add(s Session) bool {
 		return false
 	}
 	r.sessions[s] = struct{}{}
-	r.online[s.UserID()]++
+	if r.online[s.UserID()]++; r.online[s.UserID()] == 1 && r.onChange != nil {
+		r.onChange(s.UserID())
+	}
 	return true
 }
 
@@ -64,6 +70,9 @@ func (r *Sessions) Remove(s Session) {
 	if r.online[u]--; r.online[u] <= 0 {
 		delete(r.online, u)
 		r.lastSeen[u] = time.Now().UnixMilli()
+		if r.onChange != nil {
+			r.onChange(u)
+		}
 	}
 }
 
@@ -104,4 +113,15 @@ func (r *Sessions) status(userID string) (online bool, lastSeen int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.online[userID] > 0, r.lastSeen[userID]
+}
+
+// onlineUsers lists the users with a session on this node.
+func (r *Sessions) onlineUsers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.online))
+	for u := range r.online {
+		out = append(out, u)
+	}
+	return out
 }

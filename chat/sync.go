@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -17,17 +16,18 @@ import (
 // Sync is how a device catches up: the synced barrier, replay from a
 // cursor, and the long-poll read.
 type Sync struct {
-	st    Store
-	wm    *streams.Watermark
-	inbox *streams.InboxReader
+	st      Store
+	wm      *streams.Watermark
+	inbox   *streams.InboxReader
+	cursors *cursorCodec
 
 	// gen counts reconnections to NATS: core messages may have been lost
 	// in between, so live sessions re-read from the stream.
 	gen atomic.Uint64
 }
 
-func newSync(st Store, wm *streams.Watermark, inbox *streams.InboxReader) *Sync {
-	return &Sync{st: st, wm: wm, inbox: inbox}
+func newSync(st Store, wm *streams.Watermark, inbox *streams.InboxReader, cursors *cursorCodec) *Sync {
+	return &Sync{st: st, wm: wm, inbox: inbox, cursors: cursors}
 }
 
 // Reconnected is to be called when the NATS connection reconnected (cmd
@@ -43,11 +43,11 @@ var ErrCursorExpired = Errorf(schema.CodeCursorExpired, "cursor is older than th
 // Point implements the synced barrier: it waits until every message
 // acknowledged so far has been persisted and fanned out, then returns the
 // inbox position at or below which all their events lie. With a cursor it
-// also checks the cursor against the events still retained, and returns
-// it as from.
-func (s *Sync) Point(ctx context.Context, cursor string) (pos, from uint64, err error) {
+// also checks user's cursor against the events still retained, and
+// returns it as from.
+func (s *Sync) Point(ctx context.Context, user, cursor string) (pos, from uint64, err error) {
 	if cursor != "" {
-		if from, err = parseCursor(cursor); err != nil {
+		if from, err = s.cursors.parse(user, cursor); err != nil {
 			return 0, 0, err
 		}
 	}
@@ -70,16 +70,25 @@ func (s *Sync) Point(ctx context.Context, cursor string) (pos, from uint64, err 
 	// A cursor past the end was never given out by this server's data;
 	// one before the first retained event may have missed aged-out events.
 	if from > pos {
-		return 0, 0, badRequest("cursor %s was never issued: it is past the newest event; connect without a cursor", cursor)
+		return 0, 0, badRequest("cursor was never issued: it is past the newest event; connect without a cursor")
 	}
 	if from+1 < first {
-		return 0, 0, ErrCursorExpired
+		// Events missing at the head were aged out, unless an erasure of
+		// deleted content took them (streams.ErasedHead).
+		h, ok, err := s.inbox.ErasedHead(ctx)
+		if err != nil {
+			return 0, 0, Unavailable(err, 5*time.Second, "the event log is unavailable", RetryConnect)
+		}
+		if !ok || !h.Covers(from+1, first-1, time.Now()) {
+			return 0, 0, ErrCursorExpired
+		}
 	}
 	return pos, from, nil
 }
 
-// FormatCursor renders an event cursor.
-func FormatCursor(seq uint64) string { return formatCursor(seq) }
+// FormatCursor renders user's cursor for stream position seq (opaque:
+// see cursor.go).
+func (s *Sync) FormatCursor(user string, seq uint64) string { return s.cursors.format(user, seq) }
 
 // Scan calls fn for each of user's events with a cursor in (after, upTo]
 // (upTo 0: to the newest), oldest first, at most limit (0: no limit),
@@ -91,7 +100,7 @@ func (s *Sync) Scan(ctx context.Context, user string, after, upTo uint64, limit 
 		if redact {
 			data = s.redact(ctx, user, data)
 		}
-		return fn(seq, WithCursor(data, seq))
+		return fn(seq, WithCursor(data, s.cursors.format(user, seq)))
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -109,11 +118,12 @@ func (s *Sync) Subscribe(user string, ch chan *nats.Msg) (*nats.Subscription, er
 	return sub, Translate(err, "subscribe", RetryConnect)
 }
 
-// WithCursor splices "cursor" into a stored event (a JSON object).
-func WithCursor(data []byte, seq uint64) []byte {
-	out := make([]byte, 0, len(data)+32)
+// WithCursor splices "cursor" into a stored event (a JSON object);
+// cursor is one FormatCursor made (URL-safe: no escaping needed).
+func WithCursor(data []byte, cursor string) []byte {
+	out := make([]byte, 0, len(data)+40)
 	out = append(out, `{"cursor":"`...)
-	out = strconv.AppendUint(out, seq, 10)
+	out = append(out, cursor...)
 	out = append(out, '"')
 	if len(data) > 2 {
 		out = append(out, ',')

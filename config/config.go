@@ -70,6 +70,11 @@ type Server struct {
 	// Behind a reverse proxy every client has the proxy's address: raise
 	// it there, or cap at the proxy.
 	MaxConnsPerAddr int
+	// MaxWSPerUser and MaxPollsPerUser cap one user's open WebSockets and
+	// concurrent long-polls, from any address (0: no cap; --rate-limit
+	// off lifts them too).
+	MaxWSPerUser    int
+	MaxPollsPerUser int
 	// MaxConns caps all client connections; 0 means as many as
 	// RLIMIT_NOFILE allows after the descriptor reserve (the larger of
 	// 256 and 10 %), which a larger value cannot exceed either.
@@ -104,8 +109,17 @@ type Server struct {
 	// ReadLimit caps a WebSocket frame and a request body.
 	ReadLimit int64
 	// Heartbeat is the interval of server pings; a silent connection is
-	// dropped after 30 s plus one heartbeat.
+	// dropped after PresenceTimeout plus one heartbeat.
 	Heartbeat time.Duration
+	// PresenceTimeout is how long a connection may stay silent, on top of
+	// one heartbeat, before it is dropped and its user shows offline; a
+	// long-polling device stays online as long after its last poll.
+	PresenceTimeout time.Duration
+	// PresenceLease is the TTL of a node's presence lease: a crashed
+	// node's users show offline within it.
+	PresenceLease time.Duration
+	// MaxPresenceSubscriptions caps the users one connection watches.
+	MaxPresenceSubscriptions int
 	// SendQueue is each connection's outgoing queue, in frames; a client
 	// that lets it fill is disconnected (4029).
 	SendQueue int
@@ -115,11 +129,17 @@ type Server struct {
 	MaxDeliver int
 	// MaxAckPending bounds each consumer's in-flight events.
 	MaxAckPending int
+	// FanoutQueueThreshold is the least members of a group whose
+	// messages fan out through the work queue (0: none do);
+	// FanoutPartitions is how many partitions (and workers) it has.
+	FanoutQueueThreshold int
+	FanoutPartitions     int
 
 	// Single-node switches: what a cluster flips.
 	//
-	// StreamReplicas is the replica count of every stream and bucket: 1 on
-	// a single node, 3 (or 5) on a cluster.
+	// StreamReplicas is the replica count of every stream and bucket
+	// (--replicas): 0 means the cluster's size up to 3, so 1 on a single
+	// node.
 	StreamReplicas int
 	// SoleSequencer says this process sequences every message (one
 	// gateway): it may then skip the store's dedupe read for client
@@ -136,8 +156,15 @@ type Server struct {
 	LogLevel string
 	// LogFormat is text (key=value) or json (one object a line).
 	LogFormat string
-	// Pprof serves /debug/pprof on the HTTP address.
+	// Pprof serves /debug/pprof on the HTTP address (on AdminHTTP when set).
 	Pprof bool
+	// Metrics serves Prometheus' /metrics (default on).
+	Metrics bool
+	// Web serves the web app at / (default on).
+	Web bool
+	// AdminHTTP, when set, is a separate address for /metrics and pprof
+	// (and /healthz, /readyz, which the main address keeps answering).
+	AdminHTTP string
 
 	// CassandraHosts are the contact points (host or host:port) of the
 	// Cassandra cluster of a cassandra+ store.
@@ -147,6 +174,16 @@ type Server struct {
 	CassandraKeyspace string
 	// CassandraConsistency of every read and write, default LOCAL_QUORUM.
 	CassandraConsistency string
+
+	// Push: notifications to offline phones (config/push.go).
+	Push Push
+	// Cluster: NATS cluster mode (config/cluster.go).
+	Cluster Cluster
+
+	// DrainTimeout bounds a graceful drain on SIGTERM: how long clients
+	// get to finish their requests and close after their 1001; 0 closes
+	// at once (docs/operations.md, "Rolling restart").
+	DrainTimeout time.Duration
 }
 
 // Default returns the documented defaults.
@@ -158,11 +195,15 @@ func Default() Server {
 		Fsync:           FsyncInterval,
 		SyncInterval:    time.Second,
 		RateLimit:       true,
+		Metrics:         true,
+		Web:             true,
 		SendBurst:       100,
 		SendRate:        20,
 		AuthBurst:       20,
 		AuthRate:        1,
 		MaxConnsPerAddr: 64,
+		MaxWSPerUser:    20,
+		MaxPollsPerUser: 5,
 		BodyTimeout:     30 * time.Second,
 		IdleTimeout:     60 * time.Second,
 		WriteTimeout:    90 * time.Second,
@@ -176,15 +217,26 @@ func Default() Server {
 		SendQueue:       64,
 		MaxDeliver:      8,
 		MaxAckPending:   10000,
-		StreamReplicas:  1,
-		SoleSequencer:   true,
-		AckWait:         30 * time.Second,
-		ResetOnStart:    true,
-		LogLevel:        "info",
-		LogFormat:       "text",
+
+		// Off: on one node the queue did not measurably help (docs/benchmarks.md section 16).
+		FanoutQueueThreshold: 0,
+		FanoutPartitions:     4,
+		SoleSequencer:        true,
+		AckWait:              30 * time.Second,
+		ResetOnStart:         true,
+		LogLevel:             "info",
+		LogFormat:            "text",
+
+		PresenceTimeout:          30 * time.Second,
+		PresenceLease:            15 * time.Second,
+		MaxPresenceSubscriptions: 500,
 
 		CassandraKeyspace:    "natter",
 		CassandraConsistency: "LOCAL_QUORUM",
+
+		Push: DefaultPush(),
+
+		DrainTimeout: 30 * time.Second,
 	}
 }
 
@@ -215,11 +267,13 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.AuthBurst, "auth-burst", c.AuthBurst, "logins and registrations per client address: burst")
 	fs.Float64Var(&c.AuthRate, "auth-rate", c.AuthRate, "logins and registrations per client address: per second")
 	fs.IntVar(&c.MaxConnsPerAddr, "max-conns-per-addr", c.MaxConnsPerAddr, "concurrent connections per client IP address; more get 429 (0: no cap; --rate-limit off lifts it too)")
+	fs.IntVar(&c.MaxWSPerUser, "max-ws-per-user", c.MaxWSPerUser, "open WebSockets per user; more get 429 on the upgrade (0: no cap; --rate-limit off lifts it too)")
+	fs.IntVar(&c.MaxPollsPerUser, "max-polls-per-user", c.MaxPollsPerUser, "concurrent long-polls per user; more get 429 (0: no cap; --rate-limit off lifts it too)")
 	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "client connections in all; 0: RLIMIT_NOFILE minus a reserve of max(256, 10%) kept for JetStream and the store")
 	fs.DurationVar(&c.BodyTimeout, "http-body-timeout", c.BodyTimeout, "longest time to read a request body")
 	fs.DurationVar(&c.IdleTimeout, "http-idle-timeout", c.IdleTimeout, "idle keep-alive connections are closed after this")
 	fs.DurationVar(&c.WriteTimeout, "http-write-timeout", c.WriteTimeout, "longest time to answer a request, from the end of its headers (above the 60 s long-poll)")
-	fs.Func("allowed-origins", "comma-separated browser origins allowed to open WebSockets", func(s string) error {
+	fs.Func("allowed-origins", "comma-separated browser origins allowed to open WebSockets and call REST (CORS)", func(s string) error {
 		c.AllowedOrigins = nil
 		for _, o := range strings.Split(s, ",") {
 			if o = strings.TrimSpace(o); o != "" {
@@ -235,16 +289,26 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", c.AccessTokenTTL, "lifetime of access tokens")
 	fs.Int64Var(&c.ReadLimit, "read-limit", c.ReadLimit, "largest WebSocket frame or request body in bytes")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", c.Heartbeat, "interval of server pings")
+	fs.DurationVar(&c.Heartbeat, "heartbeat-interval", c.Heartbeat, "interval of server pings (the same as --heartbeat)")
+	fs.DurationVar(&c.PresenceTimeout, "presence-timeout", c.PresenceTimeout, "a connection silent this long plus one heartbeat is dropped and its user shows offline")
+	fs.DurationVar(&c.PresenceLease, "presence-lease", c.PresenceLease, "TTL of this node's presence lease (renewed every third of it): a crashed node's users show offline within it")
+	fs.IntVar(&c.MaxPresenceSubscriptions, "max-presence-subscriptions", c.MaxPresenceSubscriptions, "users one connection may watch with presence.subscribe")
 	fs.IntVar(&c.SendQueue, "send-queue", c.SendQueue, "frames queued per connection before a slow client is disconnected")
 	fs.IntVar(&c.MaxDeliver, "max-deliver", c.MaxDeliver, "tries per event before it goes to the dead-letter stream")
 	fs.IntVar(&c.MaxAckPending, "max-ack-pending", c.MaxAckPending, "in-flight events per consumer")
-	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "replicas of every stream and bucket (1 on a single node; 3 or 5 on a cluster)")
+	fs.IntVar(&c.FanoutQueueThreshold, "fanout-queue-threshold", c.FanoutQueueThreshold, "groups of at least this many members fan out through the work queue, e.g. 100 (0: never; default 0, see docs/benchmarks.md section 16)")
+	fs.IntVar(&c.FanoutPartitions, "fanout-partitions", c.FanoutPartitions, "partitions (and workers) of the fanout work queue; change it only while the queue is empty")
+	fs.IntVar(&c.StreamReplicas, "replicas", c.StreamReplicas, "replicas of every stream and bucket (0: the cluster's size up to 3, 1 on a single node)")
+	fs.IntVar(&c.StreamReplicas, "stream-replicas", c.StreamReplicas, "the same as --replicas")
 	fs.BoolVar(&c.SoleSequencer, "sole-sequencer", c.SoleSequencer, "this process sequences every message (single node); turn off when several gateways share the streams")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "how long a consumer's delivery may stay unacknowledged before it is redelivered")
 	fs.BoolVar(&c.ResetOnStart, "reset-on-start", c.ResetOnStart, "redeliver at once what a killed predecessor had in flight (only when this process is the sole consumer)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve /debug/pprof on the HTTP address (or on --admin-http)")
+	fs.BoolVar(&c.Metrics, "metrics", c.Metrics, "serve Prometheus metrics at /metrics (on the HTTP address, or on --admin-http)")
+	fs.BoolVar(&c.Web, "web", c.Web, "serve the web app at / (false: the API only)")
+	fs.StringVar(&c.AdminHTTP, "admin-http", c.AdminHTTP, "a separate address for /metrics and /debug/pprof, e.g. 127.0.0.1:9090 (/healthz and /readyz answer on both)")
 	fs.Func("cassandra-hosts", "comma-separated Cassandra contact points (host or host:port) of a cassandra+ store", func(s string) error {
 		c.CassandraHosts = nil
 		for _, h := range strings.Split(s, ",") {
@@ -256,6 +320,9 @@ func (c *Server) RegisterFlags(fs *flag.FlagSet) {
 	})
 	fs.StringVar(&c.CassandraKeyspace, "cassandra-keyspace", c.CassandraKeyspace, "Cassandra keyspace of natter's tables")
 	fs.StringVar(&c.CassandraConsistency, "cassandra-consistency", c.CassandraConsistency, "consistency of Cassandra reads and writes (LOCAL_QUORUM, QUORUM, ONE, ...)")
+	c.Push.RegisterFlags(fs)
+	c.Cluster.RegisterFlags(fs)
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "on SIGTERM, how long clients get to finish their requests and close after being told to reconnect elsewhere (0: close at once); a second signal closes at once")
 }
 
 // Validate reports every invalid setting at once.
@@ -268,6 +335,7 @@ func (c Server) Validate() error {
 	}
 	check(c.HTTPAddr != "", "--http is required")
 	check(c.DataDir != "", "--data is required")
+	check(c.AdminHTTP == "" || c.AdminHTTP != c.HTTPAddr, "--admin-http must differ from --http")
 	switch c.Store {
 	case StoreSQLite, StorePostgres, StoreCassandraSQLite, StoreCassandraPostgres:
 	default:
@@ -285,6 +353,7 @@ func (c Server) Validate() error {
 	check(c.SendBurst > 0 && c.SendRate > 0, "--send-burst and --send-rate must be positive")
 	check(c.AuthBurst > 0 && c.AuthRate > 0, "--auth-burst and --auth-rate must be positive")
 	check(c.MaxConnsPerAddr >= 0 && c.MaxConns >= 0, "--max-conns-per-addr and --max-conns must not be negative")
+	check(c.MaxWSPerUser >= 0 && c.MaxPollsPerUser >= 0, "--max-ws-per-user and --max-polls-per-user must not be negative")
 	check(c.BodyTimeout >= time.Second, "--http-body-timeout must be at least 1s")
 	check(c.IdleTimeout >= time.Second, "--http-idle-timeout must be at least 1s")
 	check(c.WriteTimeout > 65*time.Second, "--http-write-timeout must exceed a long-poll's 60s (with room to answer)")
@@ -298,10 +367,17 @@ func (c Server) Validate() error {
 	check(c.AccessTokenTTL >= time.Second, "--access-token-ttl must be at least 1s")
 	check(c.ReadLimit >= 1<<16+1024, "--read-limit must leave room for a 64 KiB message")
 	check(c.Heartbeat >= 100*time.Millisecond, "--heartbeat must be at least 100ms")
+	check(c.PresenceTimeout >= 100*time.Millisecond, "--presence-timeout must be at least 100ms")
+	check(c.PresenceLease >= time.Second, "--presence-lease must be at least 1s")
+	check(c.MaxPresenceSubscriptions >= 1, "--max-presence-subscriptions must be at least 1")
 	check(c.SendQueue >= 16, "--send-queue must be at least 16")
+	check(c.DrainTimeout >= 0, "--drain-timeout must not be negative")
 	check(c.MaxDeliver >= 1, "--max-deliver must be at least 1")
 	check(c.MaxAckPending >= 1, "--max-ack-pending must be at least 1")
-	check(c.StreamReplicas >= 1 && c.StreamReplicas <= 5, "--stream-replicas must be between 1 and 5")
+	check(c.FanoutQueueThreshold >= 0, "--fanout-queue-threshold must not be negative")
+	check(c.FanoutPartitions >= 1 && c.FanoutPartitions <= 64, "--fanout-partitions must be between 1 and 64")
+	check(c.StreamReplicas >= 0 && c.StreamReplicas <= 5, "--replicas must be between 0 (the cluster's size up to 3) and 5")
+	check(c.StreamReplicas <= 1 || c.Cluster.On(), "--replicas above 1 needs a cluster (--nats-cluster or --nats-url)")
 	check(c.AckWait >= time.Second, "--ack-wait must be at least 1s")
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -309,5 +385,10 @@ func (c Server) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel))
 	}
 	check(c.LogFormat == "text" || c.LogFormat == "json", `--log-format must be "text" or "json", not %q`, c.LogFormat)
+	// Every node must see every user and message: a store of its own
+	// would not.
+	check(!c.Cluster.On() || (c.Store != StoreSQLite && c.Store != StoreCassandraSQLite),
+		"cluster mode needs a store every node shares: --store postgres or cassandra+postgres, not %q", c.Store)
+	errs = append(errs, c.Push.Validate(), c.Cluster.validate(c.NATSListen))
 	return errors.Join(errs...)
 }

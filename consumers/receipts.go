@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,7 +55,10 @@ type readerKey struct{ conv, user string }
 func (c *Receipts) handle(ctx context.Context, r *runner, w *inboxWriter, batch []jetstream.Msg) error {
 	states := map[readerKey]store.ReceiptState{}
 	changed := map[readerKey]bool{}
-	var evs []inboxEvent
+	var (
+		evs     []inboxEvent
+		changes []store.ReceiptChange
+	)
 	for _, m := range batch {
 		src, redelivered, err := r.source(m)
 		if err != nil {
@@ -64,6 +68,20 @@ func (c *Receipts) handle(ctx context.Context, r *runner, w *inboxWriter, batch 
 		rc, err := streams.DecodeReceipt(m.Data())
 		if err != nil || rc.UserID == "" || rc.Seq < 1 || schema.ValidateStatus(rc.Status) != nil {
 			r.deadLetter(ctx, m, fmt.Errorf("%w: receipt does not decode: %v", errPoison, err), 1)
+			continue
+		}
+		if groupID, ok := schema.GroupOfConversation(rc.ConversationID); ok {
+			// Group aggregates read the stored states: store what came
+			// before first.
+			if err := c.flush(ctx, w, evs, changes, states, changed); err != nil {
+				return err
+			}
+			evs, changes, states, changed = nil, nil, map[readerKey]store.ReceiptState{}, map[readerKey]bool{}
+			if err := c.groupReceipt(ctx, w, src, redelivered, rc, groupID); errors.Is(err, errPoison) {
+				r.deadLetter(ctx, m, err, 1)
+			} else if err != nil {
+				return err
+			}
 			continue
 		}
 		k := readerKey{rc.ConversationID, rc.UserID}
@@ -79,6 +97,8 @@ func (c *Receipts) handle(ctx context.Context, r *runner, w *inboxWriter, batch 
 			continue
 		}
 		changed[k] = true
+		changes = append(changes, store.ReceiptChange{ConversationID: rc.ConversationID, UserID: rc.UserID,
+			Seq: rc.Seq, Status: rc.Status, TS: rc.TS})
 		users, err := c.store.Participants(ctx, rc.ConversationID)
 		if err != nil {
 			return fmt.Errorf("receipt for %s: %w", rc.ConversationID, err)
@@ -90,9 +110,18 @@ func (c *Receipts) handle(ctx context.Context, r *runner, w *inboxWriter, batch 
 			evs = append(evs, inboxEvent{user: u, src: src, redelivered: redelivered, data: data})
 		}
 	}
+	return c.flush(ctx, w, evs, changes, states, changed)
+}
+
+// flush publishes evs, then logs changes and stores the changed states.
+func (c *Receipts) flush(ctx context.Context, w *inboxWriter, evs []inboxEvent, changes []store.ReceiptChange,
+	states map[readerKey]store.ReceiptState, changed map[readerKey]bool) error {
 	// Events first, state second: a crash in between recomputes the same
 	// change, and the inbox writer skips what it already published.
 	if err := w.publish(ctx, evs); err != nil {
+		return err
+	}
+	if err := c.logReceipts(ctx, changes); err != nil {
 		return err
 	}
 	for k := range changed {

@@ -13,9 +13,10 @@ import (
 )
 
 // After an upgrade CONV holds records of the old format (no "v") next to
-// versioned ones, and soon group membership records: persist and fanout
-// handle the first two alike and skip the third, dead-lettering nothing.
-func TestConsumersReadOldAndNewRecordsAndSkipMembership(t *testing.T) {
+// versioned ones, and group membership records: persist and fanout
+// handle the first two alike, persist skips the third and fanout renders
+// it as a group event for the user concerned, dead-lettering nothing.
+func TestConsumersReadOldAndNewRecordsAndMembership(t *testing.T) {
 	js := startJetStream(t, time.Minute)
 	db, conv := conversation(t)
 	ctx := context.Background()
@@ -51,13 +52,18 @@ func TestConsumersReadOldAndNewRecordsAndSkipMembership(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, user := range []string{"alice", "bob"} {
-		var contents []string
+		var contents, groups []string
 		for seq := uint64(1); ; {
 			m, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(streams.InboxSubject(user, streams.InboxMessages)))
 			if err != nil {
 				break
 			}
 			var ev schema.MessageEvent
+			if err := json.Unmarshal(m.Data, &ev); err == nil && ev.Type == schema.TypeGroup {
+				groups = append(groups, string(m.Data))
+				seq = m.Sequence + 1
+				continue
+			}
 			if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Type != schema.TypeMessage {
 				t.Fatalf("%s inbox event %s: %v", user, m.Data, err)
 			}
@@ -66,6 +72,11 @@ func TestConsumersReadOldAndNewRecordsAndSkipMembership(t *testing.T) {
 		}
 		if len(contents) != 2 || contents[0] != "m1" || contents[1] != "new format" {
 			t.Fatalf("%s got events %q, want [m1, new format]", user, contents)
+		}
+		// The group g1 has no members in the store: only bob, whom the
+		// change concerns, hears of it.
+		if want := map[string]int{"alice": 0, "bob": 1}[user]; len(groups) != want {
+			t.Fatalf("%s got group events %q, want %d", user, groups, want)
 		}
 	}
 	if n := deadLettered(t, js); n != 0 {

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,8 +39,28 @@ type Options struct {
 	// Linger is how long a batch that is not full waits for more events.
 	// Zero handles what is there at once.
 	Linger time.Duration
-	Logger *slog.Logger
+	// RetryDelay is the unit of a failed batch's back-off: delivery n is
+	// retried after RetryDelay·2^min(n,6) (default 100 ms, so the eight
+	// deliveries of MaxDeliver span about 19 s).
+	RetryDelay time.Duration
+	// Observer is told of every event handled and dead-lettered
+	// (metrics); default none.
+	Observer Observer
+	Logger   *slog.Logger
 }
+
+// Observer is told what consumers do. Calls are on the hot path: cheap,
+// never blocking.
+type Observer interface {
+	// Handled: consumer finished an event written to CONV age ago.
+	Handled(consumer string, age time.Duration)
+	DeadLettered(consumer string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Handled(string, time.Duration) {}
+func (nopObserver) DeadLettered(string)           {}
 
 func (o Options) withDefaults() Options {
 	if o.BatchSize <= 0 {
@@ -48,8 +69,14 @@ func (o Options) withDefaults() Options {
 	if o.MaxDeliver <= 0 {
 		o.MaxDeliver = 8
 	}
+	if o.RetryDelay <= 0 {
+		o.RetryDelay = 100 * time.Millisecond
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 	return o
 }
@@ -93,9 +120,15 @@ type runner struct {
 	cons jetstream.Consumer
 	opts Options
 	log  *slog.Logger
+	// pinID is the pin id of the last message (handback.go): a string.
+	pinID atomic.Value
 	// deliveredBefore is the last CONV sequence delivered before this
 	// process started: anything up to it may have had its effect already.
 	deliveredBefore uint64
+	// dedupeFor is how old an event may be for JetStream's dedupe (the
+	// INBOX duplicate window, less a margin for clocks) to catch every
+	// earlier copy of what it derives; 0 when unknown.
+	dedupeFor time.Duration
 	// retrying is set while a batch is retried in place: part of its
 	// effects may have happened, as after a redelivery.
 	retrying bool
@@ -104,15 +137,23 @@ type runner struct {
 }
 
 func newRunner(ctx context.Context, js jetstream.JetStream, name string, opts Options) (*runner, error) {
-	cons, err := js.Consumer(ctx, streams.StreamConv, name)
+	return newRunnerOn(ctx, js, streams.StreamConv, name, opts)
+}
+
+// newRunnerOn is newRunner for a durable consumer of another stream.
+func newRunnerOn(ctx context.Context, js jetstream.JetStream, stream, name string, opts Options) (*runner, error) {
+	cons, err := js.Consumer(ctx, stream, name)
 	if err != nil {
 		return nil, fmt.Errorf("open consumer %s: %w", name, err)
 	}
 	opts = opts.withDefaults()
 	r := &runner{name: name, js: js, cons: cons, opts: opts, log: opts.Logger.With("consumer", name),
 		deliveredBefore: cons.CachedInfo().Delivered.Stream, dead: map[uint64]bool{}}
+	if inbox, err := js.Stream(ctx, streams.StreamInbox); err == nil {
+		r.dedupeFor = inbox.CachedInfo().Config.Duplicates * 3 / 4
+	}
 	if info := cons.CachedInfo(); opts.ResetOnStart && info.NumAckPending > 0 {
-		if _, err := js.ResetConsumer(ctx, streams.StreamConv, name); err != nil {
+		if _, err := js.ResetConsumer(ctx, stream, name); err != nil {
 			return nil, fmt.Errorf("reset consumer %s to its ack floor: %w", name, err)
 		}
 		r.log.Info("redelivering what the previous process had in flight", "events", info.NumAckPending, "from", info.AckFloor.Stream+1)
@@ -121,13 +162,23 @@ func newRunner(ctx context.Context, js jetstream.JetStream, name string, opts Op
 }
 
 // source returns a CONV event's stream sequence and whether it may have
-// been handled before (redelivered, or delivered before this process).
+// been handled before (redelivered, or delivered before this process)
+// beyond what JetStream's dedupe catches. An event younger than dedupeFor
+// is not: any earlier copy of its inbox events was published after it,
+// within the duplicate window, so publishing again is exact, whatever
+// order other writers used. (The inbox writer's check for older ones
+// assumes one writer in CONV order, which a takeover between nodes, or a
+// nak'd event retried after later ones, breaks.)
 func (r *runner) source(m jetstream.Msg) (uint64, bool, error) {
 	md, err := m.Metadata()
 	if err != nil {
 		return 0, false, fmt.Errorf("%w: no metadata: %v", errPoison, err)
 	}
-	return md.Sequence.Stream, r.retrying || md.NumDelivered > 1 || md.Sequence.Stream <= r.deliveredBefore, nil
+	maybe := r.retrying || md.NumDelivered > 1 || md.Sequence.Stream <= r.deliveredBefore
+	if maybe && r.dedupeFor > 0 && time.Since(md.Timestamp) < r.dedupeFor {
+		maybe = false
+	}
+	return md.Sequence.Stream, maybe, nil
 }
 
 // run feeds batches to handle until ctx ends. Events arrive through
@@ -136,21 +187,45 @@ func (r *runner) source(m jetstream.Msg) (uint64, bool, error) {
 func (r *runner) run(ctx context.Context, handle batchFunc) error {
 	ch := make(chan jetstream.Msg, r.opts.BatchSize)
 	done := make(chan struct{})
-	defer close(done)
+	copts := []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(r.opts.BatchSize * 2), jetstream.PullExpiry(pullExpiry),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				r.log.Debug("consume", "err", err)
+			}
+		})}
+	// A pinned consumer (the CONV consumers in cluster mode, the fanout
+	// queue's partition workers always) serves one client's pulls at a
+	// time.
+	if groups := r.cons.CachedInfo().Config.PriorityGroups; len(groups) > 0 {
+		copts = append(copts, jetstream.PullPriorityGroup(groups[0]))
+	}
 	cc, err := r.cons.Consume(func(m jetstream.Msg) {
+		r.notePin(m)
 		select {
 		case ch <- m:
 		case <-done:
+			_ = m.Nak() // stopping: another node (or the next start) takes it now
 		}
-	}, jetstream.PullMaxMessages(r.opts.BatchSize*2), jetstream.PullExpiry(pullExpiry), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			r.log.Debug("consume", "err", err)
-		}
-	}))
+	}, copts...)
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", r.name, err)
 	}
-	defer cc.Stop()
+	// What this runner received but never handled goes back at once
+	// rather than after the ack wait: on a cluster another node's runner
+	// of the same durable takes it during a rolling restart.
+	defer func() {
+		cc.Stop()
+		close(done)
+		for {
+			select {
+			case m := <-ch:
+				_ = m.Nak()
+			default:
+				r.handBackPin()
+				return
+			}
+		}
+	}()
 	r.log.Info("consumer running")
 
 	batch := make([]jetstream.Msg, 0, r.opts.BatchSize)
@@ -203,16 +278,25 @@ func (r *runner) process(ctx context.Context, batch []jetstream.Msg, handle batc
 		batch, err = r.retryInPlace(ctx, batch, handle, err)
 	}
 	if err == nil {
+		now := time.Now()
 		for _, m := range batch {
 			if aerr := m.Ack(); aerr != nil {
 				// A lost ack only means a redelivery, which is idempotent.
 				r.log.Debug("ack", "err", aerr)
 			}
+			if md, merr := m.Metadata(); merr == nil {
+				r.opts.Observer.Handled(r.name, now.Sub(md.Timestamp))
+			}
 		}
 		return
 	}
 	if ctx.Err() != nil {
-		return // shutting down: redelivered after restart
+		// Stopped mid-batch: nothing is acked, so the batch is redone
+		// whole (idempotently), at once by whoever pulls next.
+		for _, m := range batch {
+			_ = m.Nak()
+		}
+		return
 	}
 	for _, m := range batch {
 		md, _ := m.Metadata()
@@ -224,7 +308,7 @@ func (r *runner) process(ctx context.Context, batch []jetstream.Msg, handle batc
 			r.deadLetter(ctx, m, err, n)
 			continue
 		}
-		delay := time.Duration(1<<min(n, 6)) * 100 * time.Millisecond
+		delay := time.Duration(1<<min(n, 6)) * r.opts.RetryDelay
 		r.log.Warn("retrying batch", "events", len(batch), "delivery", n, "in", delay, "err", err)
 		_ = m.NakWithDelay(delay)
 	}
@@ -300,6 +384,7 @@ func (r *runner) deadLetter(ctx context.Context, m jetstream.Msg, cause error, d
 		return
 	}
 	r.log.Error("dead-lettered", "subject", m.Subject(), "deliveries", deliveries, "err", cause)
+	r.opts.Observer.DeadLettered(r.name)
 	_ = m.Term()
 	if md != nil {
 		r.dead[md.Sequence.Stream] = true

@@ -256,6 +256,15 @@ func TestHistoryPagingAndConversationList(t *testing.T) {
 		t.Errorf("empty conversation history: %v", b)
 	}
 
+	// Carol's empty conversation is not in bob's list until bob opens it
+	// too (a stranger cannot put herself into his list).
+	if l := objs(s.must(http.StatusOK, "GET", "/v1/conversations", bs[0].access, nil)["conversations"]); len(l) != 1 || l[0]["conversation_id"] != conv {
+		t.Fatalf("bob's list before he opens carol's empty conversation: %v, want alice's alone", l)
+	}
+	if again := s.conversation(bs[0], carol); again != empty {
+		t.Fatalf("bob opening carol's conversation: %s, want %s", again, empty)
+	}
+
 	// The list, most recent first: carol's conversation was created after
 	// alice's last message.
 	b = s.must(http.StatusOK, "GET", "/v1/conversations", bs[0].access, nil)
@@ -376,11 +385,13 @@ func TestDeleteForMeAndForEveryone(t *testing.T) {
 	s := start(t)
 	_, as := s.newUser("alice", 2)
 	bob, bs := s.newUser("bob", 2)
-	a1, _ := s.connect(as[0], "")
+	a1, aSynced := s.connect(as[0], "")
 	a2, _ := s.connect(as[1], "")
 	b1, synced := s.connect(bs[0], "")
 	b2, _ := s.connect(bs[1], "")
+	// Cursors are per user: each replays from their own.
 	oldCursor := str(synced, "cursor")
+	aliceOld := str(aSynced, "cursor")
 	conv := s.conversation(as[0], bob)
 	m1 := str(a1.sendWait(bob, "d1", "secret one"), "message_id")
 	m2 := str(a1.sendWait(bob, "d2", "secret two"), "message_id")
@@ -436,29 +447,33 @@ func TestDeleteForMeAndForEveryone(t *testing.T) {
 	}
 
 	// A replay from before the messages never carries deleted content.
-	replayed := func(d device) map[string]obj {
+	replayed := func(d device, cursor string) map[string]obj {
 		t.Helper()
-		ws := s.dial(d.access, oldCursor)
+		ws := s.dial(d.access, cursor)
 		ws.name = d.label() + " replay"
 		ws.waitType("synced")
 		out := map[string]obj{}
 		for _, f := range ws.snapshot() {
-			if f["type"] == "message" {
-				out[str(f, "message_id")] = f
+			if f["type"] == "message" || f["type"] == "deleted" && f["for"] == "everyone" {
+				out[str(f, "type")+":"+str(f, "message_id")] = f
 			}
 		}
 		ws.close()
 		return out
 	}
-	rb := replayed(bs[1])
-	if m, ok := rb[m2]; !ok || str(m, "content") != "" || m["deleted"] != true {
-		t.Errorf("WebSocket replay to bob carries message 2 deleted for everyone: %v", m)
+	// The message event itself was erased from INBOX (or, before the
+	// erasure has run, it is replayed without its content); the deleted
+	// event stays either way.
+	rb, ra := replayed(bs[1], oldCursor), replayed(as[0], aliceOld)
+	for name, r := range map[string]map[string]obj{"bob": rb, "alice": ra} {
+		if m, ok := r["message:"+m2]; ok && (str(m, "content") != "" || m["deleted"] != true) {
+			t.Errorf("WebSocket replay to %s carries message 2 deleted for everyone: %v", name, m)
+		}
+		if _, ok := r["deleted:"+m2]; !ok {
+			t.Errorf("WebSocket replay to %s lacks the deleted event of message 2", name)
+		}
 	}
-	ra := replayed(as[0])
-	if m, ok := ra[m2]; !ok || str(m, "content") != "" {
-		t.Errorf("WebSocket replay to alice carries message 2 deleted for everyone: %v", m)
-	}
-	if m := ra[m1]; m["content"] != "secret one" {
+	if m := ra["message:"+m1]; m["content"] != "secret one" {
 		t.Errorf("replay to alice lost message 1, which only bob deleted: %v", m)
 	}
 	lp := s.must(http.StatusOK, "GET", "/v1/events?timeout=0&cursor="+url.QueryEscape(oldCursor), bs[0].access, nil)
@@ -471,7 +486,7 @@ func TestDeleteForMeAndForEveryone(t *testing.T) {
 		// The contract: "A replay never carries the content of a message
 		// deleted before it." bob deleted message 1 (for himself) before
 		// this replay.
-		if m := rb[m1]; str(m, "content") != "" {
+		if m := rb["message:"+m1]; str(m, "content") != "" {
 			t.Errorf("WebSocket replay to bob carries the content of message 1, which bob deleted for himself before the replay: %v", m)
 		}
 		for _, e := range objs(lp["events"]) {

@@ -30,6 +30,10 @@ type Config struct {
 	ReadLimit int64
 	// Heartbeat is the interval of server pings (default 25 s).
 	Heartbeat time.Duration
+	// PresenceTimeout is how long a WebSocket may stay silent (no frame,
+	// no pong), on top of one heartbeat, before it is dropped (default
+	// 30 s).
+	PresenceTimeout time.Duration
 	// SendQueue is how many answers a connection queues (default 64).
 	SendQueue int
 	// AllowedOrigins are the browser origins, besides the server's own,
@@ -40,21 +44,40 @@ type Config struct {
 	RateLimit bool
 	AuthBurst int
 	AuthRate  float64
+	// MaxWSPerUser and MaxPollsPerUser cap one user's open WebSockets
+	// (default 20) and concurrent long-polls (default 5); a negative value
+	// lifts the cap, and so does RateLimit off.
+	MaxWSPerUser    int
+	MaxPollsPerUser int
 	// Pprof serves /debug/pprof; off unless asked for.
 	Pprof bool
+	// Metrics, when set, is served at GET /metrics.
+	Metrics http.Handler
+	// Admin moves /metrics and pprof from Handler to AdminHandler (a
+	// separate, private address); /healthz and /readyz answer on both.
+	Admin bool
 	// ReadyChecks are what /readyz checks besides the gateway's own
 	// (revocations loaded); cmd adds NATS, streams, store, consumers.
 	ReadyChecks []ReadyCheck
+	// RateLimited, when set, is told of every refusal by a gateway limit
+	// (metrics).
+	RateLimited func(limit string)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
+	if c.RateLimited == nil {
+		c.RateLimited = func(string) {}
+	}
 	if c.ReadLimit == 0 {
 		c.ReadLimit = 1 << 20
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 25 * time.Second
+	}
+	if c.PresenceTimeout == 0 {
+		c.PresenceTimeout = 30 * time.Second
 	}
 	if c.SendQueue == 0 {
 		c.SendQueue = 64
@@ -64,6 +87,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.AuthRate == 0 {
 		c.AuthRate = 1
+	}
+	if c.MaxWSPerUser == 0 {
+		c.MaxWSPerUser = 20
+	}
+	if c.MaxPollsPerUser == 0 {
+		c.MaxPollsPerUser = 5
+	}
+	if !c.RateLimit {
+		c.MaxWSPerUser, c.MaxPollsPerUser = -1, -1
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -85,11 +117,14 @@ type Gateway struct {
 	core      *chat.Core
 	stacks    *stackPool
 	authLimit *chat.Limiter
+	// wsCap and pollCap cap each user's WebSockets and long-polls.
+	wsCap, pollCap *userCap
 	// unavailableLog spaces out the logs of 5xx answers.
 	unavailableLog rate.Sometimes
+	counters       counters
 
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	wg    sync.WaitGroup
+	drain drainer // drain.go
 }
 
 // New returns a gateway over chat's services.
@@ -98,8 +133,11 @@ func New(cfg Config, core *chat.Core) *Gateway {
 	return &Gateway{
 		cfg: cfg, log: cfg.Logger, core: core,
 		stacks:         newStackPool(),
-		authLimit:      chat.NewLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst),
+		authLimit:      chat.NewLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst).OnRefuse(func() { cfg.RateLimited("auth") }),
+		wsCap:          newUserCap("WebSockets", cfg.MaxWSPerUser),
+		pollCap:        newUserCap("long-polls", cfg.MaxPollsPerUser),
 		unavailableLog: rate.Sometimes{Interval: time.Second},
+		drain:          newDrainer(),
 	}
 }
 
@@ -118,19 +156,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close closes every WebSocket with 1001 (going away: reconnect) and
-// waits for them. net/http's Shutdown does not close hijacked
-// connections, so this must be called too. Safe to call twice.
-func (g *Gateway) Close() {
-	g.closeOnce.Do(func() {
-		for _, s := range g.core.Sessions.Shutdown() {
-			if ws, ok := s.(*session); ok { // other transports wait for their own
-				<-ws.done
-			}
-		}
-	})
-	g.wg.Wait()
-}
+// Close closes every WebSocket with 1001 (going away: reconnect) at once
+// and waits for them; Drain is the graceful way. net/http's Shutdown does
+// not close hijacked connections, so this must be called too. Safe to
+// call twice.
+func (g *Gateway) Close() { g.Cut() }
 
 // Handler routes every endpoint of the contract.
 func (g *Gateway) Handler() http.Handler {
@@ -162,24 +192,28 @@ func (g *Gateway) Handler() http.Handler {
 	mux.Handle("GET /v1/conversations", g.authed(g.handleConversations))
 	mux.Handle("GET /v1/conversations/{conversation_id}", g.authed(g.handleConversation))
 	mux.Handle("GET /v1/conversations/{conversation_id}/messages", g.authed(g.handleHistory))
+	mux.Handle("POST /v1/conversations/{conversation_id}/typing", g.authed(g.handleTyping))
+	mux.Handle("POST /v1/presence/subscribe", g.authed(g.handlePresenceSubscribe))
+	mux.Handle("POST /v1/presence/unsubscribe", g.authed(g.handlePresenceUnsubscribe))
 
 	mux.Handle("POST /v1/messages", g.authed(g.handleSend))
 	mux.Handle("POST /v1/messages/{message_id}/status", g.authed(g.handleStatus))
 	mux.Handle("DELETE /v1/messages/{message_id}", g.authed(g.handleDelete))
 
+	g.routeGroups(mux)
+
 	mux.Handle("GET /v1/events", g.authed(g.handleEvents))
+	g.pushRoutes(mux)
 	mux.HandleFunc("GET /v1/ws", g.handleWS)
 
-	if g.cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if !g.cfg.Admin {
+		g.handleOperators(mux)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all shadows ServeMux's own 405: tell a wrong method
 		// from an unknown path here, in the contract's error format.
 		var allowed []string
-		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 			probe := r.Clone(r.Context())
 			probe.Method = m
 			if _, pattern := mux.Handler(probe); pattern != "/" {
@@ -193,7 +227,29 @@ func (g *Gateway) Handler() http.Handler {
 		}
 		writeError(w, chat.Errorf(schema.CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
+	return nosniff(g.cors(mux))
+}
+
+// AdminHandler serves what operators scrape and debug with, for a
+// separate address (Config.Admin): /metrics, pprof, /healthz, /readyz.
+func (g *Gateway) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	mux.HandleFunc("GET /readyz", g.handleReady)
+	g.handleOperators(mux)
 	return nosniff(mux)
+}
+
+// handleOperators adds /metrics and, when asked for, pprof.
+func (g *Gateway) handleOperators(mux *http.ServeMux) {
+	if g.cfg.Metrics != nil {
+		mux.Handle("GET /metrics", g.cfg.Metrics)
+	}
+	if g.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 }
 
 // nosniff stops browsers from reading a JSON answer as HTML or script.
@@ -221,6 +277,13 @@ func (g *Gateway) started() bool {
 // handleReady answers 200 when every check holds, else 503 naming the
 // ones that fail.
 func (g *Gateway) handleReady(w http.ResponseWriter, r *http.Request) {
+	if g.Draining() { // first, so load balancers take the node out at once
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining",
+			"failing": map[string]string{"draining": "the server is shutting down"},
+			"error":   schema.Error{Code: schema.CodeUnavailable, Message: "draining: the server is shutting down"}})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	failing := map[string]string{}

@@ -143,7 +143,7 @@ func (g *Gateway) handleLogin(w http.ResponseWriter, r *http.Request) error {
 	if err := g.decodeBody(w, r, &c); err != nil {
 		return err
 	}
-	t, err := g.core.Accounts.Login(r.Context(), c.Username, c.Password, c.DeviceName)
+	t, err := g.core.Accounts.Login(r.Context(), clientAddr(r), c.Username, c.Password, c.DeviceName)
 	if err != nil {
 		return err
 	}
@@ -382,29 +382,65 @@ func (g *Gateway) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		timeout = time.Duration(min(n, chat.MaxPollSec)) * time.Second
 	}
+	release, err := g.pollCap.acquire(c.UserID)
+	if err != nil {
+		return err
+	}
+	defer release()
+	// Every poll keeps the device's long-poll session (online, typing,
+	// presence subscriptions) alive; its ephemeral events come after the
+	// durable ones, without a cursor.
+	ps, err := g.core.Polls.Begin(c)
+	if err != nil {
+		return err
+	}
+	defer ps.End()
 	cur := q.Get("cursor")
-	pos, from, err := g.core.Sync.Point(r.Context(), cur)
+	pos, from, err := g.core.Sync.Point(r.Context(), c.UserID, cur)
 	if err != nil {
 		return err
 	}
 	if cur == "" {
-		writeJSON(w, http.StatusOK, map[string]any{"events": []any{}, "cursor": chat.FormatCursor(pos)})
+		writeJSON(w, http.StatusOK, map[string]any{"events": []any{}, "cursor": g.core.Sync.FormatCursor(c.UserID, pos)})
 		return nil
 	}
-	events, last, err := g.core.Sync.Poll(r.Context(), c.UserID, from, timeout)
+	ephemeral := ps.Take()
+	if len(ephemeral) > 0 {
+		timeout = 0
+	}
+	// An ephemeral event ends the wait as a durable one does.
+	pctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-ps.Wake():
+			cancel()
+		case <-g.drain.draining: // answer now: the client polls elsewhere
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	g.counters.longPolls.Add(1)
+	events, last, err := g.core.Sync.Poll(pctx, c.UserID, from, timeout)
+	g.counters.longPolls.Add(-1)
+	if err != nil && pctx.Err() != nil && r.Context().Err() == nil {
+		events, last, err = g.core.Sync.Poll(r.Context(), c.UserID, from, 0)
+	}
+	g.counters.polled.Add(uint64(len(events)))
 	if err != nil {
 		return err
 	}
+	ephemeral = append(ephemeral, ps.Take()...)
 	w.Header().Set("Content-Type", "application/json")
 	buf := make([]byte, 0, 64)
 	buf = append(buf, `{"events":[`...)
-	for i, e := range events {
+	for i, e := range append(events, ephemeral...) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, e...)
 	}
-	buf = append(buf, `],"cursor":"`+chat.FormatCursor(last)+`"}`...)
+	buf = append(buf, `],"cursor":"`+g.core.Sync.FormatCursor(c.UserID, last)+`"}`...)
 	_, _ = w.Write(buf)
 	return nil
 }

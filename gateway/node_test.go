@@ -79,6 +79,7 @@ func (f *faultyStore) EnsureDirect(ctx context.Context, id, a, b string, at int6
 
 type nodeOptions struct {
 	gateway   Config
+	chat      chat.Config
 	holdCore  bool // do not run chat until the test calls start
 	readyFail error
 }
@@ -104,7 +105,9 @@ func startNode(t *testing.T, opts nodeOptions) (*testNode, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	core, err := chat.New(ctx, chat.Config{}, db, nc, auth.NewSigner(key, time.Hour))
+	chatCfg := opts.chat
+	chatCfg.RateLimit = chatCfg.RateLimit || opts.gateway.RateLimit
+	core, err := chat.New(ctx, chatCfg, db, nc, auth.NewSigner(key, time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -103,7 +104,7 @@ func (s *stubCore) Typing(context.Context, string, string, string) error        
 func (s *stubCore) Presence(_ context.Context, _, id string) schema.Presence {
 	return schema.Presence{Type: schema.TypePresence, UserID: id, Status: "offline"}
 }
-func (s *stubCore) SyncPoint(_ context.Context, cursor string) (uint64, uint64, error) {
+func (s *stubCore) SyncPoint(_ context.Context, _, cursor string) (uint64, uint64, error) {
 	if s.pointErr != nil {
 		return 0, 0, s.pointErr
 	}
@@ -116,15 +117,24 @@ func (s *stubCore) SyncPoint(_ context.Context, cursor string) (uint64, uint64, 
 func (s *stubCore) Scan(_ context.Context, _ string, after, upTo uint64, _ bool, fn func(uint64, []byte) error) (uint64, error) {
 	last := after
 	for i := after + 1; i <= uint64(len(s.stored)) && (upTo == 0 || i <= upTo); i++ {
-		if err := fn(i, chat.WithCursor(s.stored[i-1], i)); err != nil {
+		if err := fn(i, chat.WithCursor(s.stored[i-1], s.Cursor("", i))); err != nil {
 			return last, err
 		}
 		last = i
 	}
 	return last, nil
 }
-func (s *stubCore) Subscribe(string, chan *nats.Msg) (liveSub, error) { return stubSub{}, nil }
-func (s *stubCore) Generation() uint64                                { return 0 }
+func (s *stubCore) Cursor(_ string, seq uint64) string                   { return strconv.FormatUint(seq, 10) }
+func (s *stubCore) Subscribe(string, chan *nats.Msg) (liveSub, error)    { return stubSub{}, nil }
+func (s *stubCore) Generation() uint64                                   { return 0 }
+func (s *stubCore) Allow(string, string) error                           { return nil }
+func (s *stubCore) NewPresenceSub(string, func([]byte) bool) presenceSub { return stubPresence{} }
+
+type stubPresence struct{}
+
+func (stubPresence) Subscribe(context.Context, []string, func(schema.Presence)) error { return nil }
+func (stubPresence) Unsubscribe([]string)                                             {}
+func (stubPresence) Close()                                                           {}
 
 func startSession(t *testing.T, core *stubCore, cursor string) (*session, *pipeConn) {
 	t.Helper()
@@ -231,5 +241,69 @@ func TestSessionClosedByChatGetsTheReasonsCode(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("not closed")
+	}
+}
+
+// batchPipe is a pipeConn that is also the session's frame batcher: it
+// records which frames were written inside a batch and how many batches
+// were flushed.
+type batchPipe struct {
+	*pipeConn
+	mu              sync.Mutex
+	holding         bool
+	held, unheld    int
+	flushes, frames int
+}
+
+func (c *batchPipe) Hold() { c.mu.Lock(); c.holding = true; c.mu.Unlock() }
+func (c *batchPipe) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.holding && c.frames > 0 {
+		c.flushes++
+	}
+	c.holding, c.frames = false, 0
+	return nil
+}
+func (c *batchPipe) WriteMessage(t int, data []byte) error {
+	c.mu.Lock()
+	if c.holding {
+		c.held++
+		c.frames++
+	} else {
+		c.unheld++
+	}
+	c.mu.Unlock()
+	return c.pipeConn.WriteMessage(t, data)
+}
+
+// Answers already queued when the writer wakes go out in one batch, in
+// order; the synced frame of an empty replay is a batch of its own.
+func TestSessionWritesReadyFramesAsOneBatch(t *testing.T) {
+	conn := &batchPipe{pipeConn: newPipeConn()}
+	s := newSession(&stubCore{}, conn, chat.Claims{UserID: "u1", DeviceID: "dev1", Expires: time.Now().Add(time.Hour)},
+		sessionConfig{Heartbeat: time.Hour, ReadLimit: 1 << 16, SendQueue: 16, batch: conn})
+	for i := range 5 {
+		s.out <- []byte(`{"type":"pong","ref":"` + string(rune('a'+i)) + `"}`)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); s.run("") }()
+	t.Cleanup(func() {
+		s.close(closeNormal, "")
+		_ = conn.Close()
+		<-done
+	})
+	if ev := next(t, conn.pipeConn); ev["type"] != "synced" {
+		t.Fatalf("first frame %v, want synced", ev)
+	}
+	for i := range 5 {
+		if p := next(t, conn.pipeConn); p["ref"] != string(rune('a'+i)) {
+			t.Fatalf("answer %d is %v", i, p)
+		}
+	}
+	conn.mu.Lock()
+	defer conn.mu.Unlock()
+	if conn.held != 6 || conn.unheld != 0 || conn.flushes != 2 {
+		t.Fatalf("%d frames held, %d not, %d batches; want 6 held (synced, then the 5 answers) in 2 batches", conn.held, conn.unheld, conn.flushes)
 	}
 }

@@ -37,6 +37,14 @@ type Options struct {
 	// Insecure turns authentication off: anyone who reaches Listen gets
 	// every JetStream right. Only for a listener nobody else can reach.
 	Insecure bool
+	// CalloutIssuer, when set (a public account nkey), sends every login
+	// that is not natter's own or the operator's to nats-server's auth
+	// callout, whose answers that key signs: natter's NATS-native
+	// clients log in with their access token (gateway.NATS).
+	CalloutIssuer string
+	// Cluster, when set, makes this server one node of a NATS cluster
+	// with clustered JetStream (cluster.go); nil runs a single node.
+	Cluster *Cluster
 }
 
 // Node is a running embedded server.
@@ -59,9 +67,21 @@ func Start(o Options) (*Node, error) {
 		NoLog:        true,
 		MaxPayload:   4 << 20,
 	}
-	if o.Listen == "" {
+	if o.Cluster != nil {
+		if err := o.Cluster.apply(opts); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case o.Listen == "" && o.Cluster != nil:
+		// nats-server starts its routes only once it listens for clients:
+		// a loopback port of its choosing, which only natter's own
+		// (per-start) login can use.
+		opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+		opts.Cluster.NoAdvertise = true
+	case o.Listen == "":
 		opts.DontListen = true
-	} else {
+	default:
 		host, port, err := net.SplitHostPort(o.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("nats listen address %q: %w", o.Listen, err)
@@ -108,6 +128,13 @@ func Start(o Options) (*Node, error) {
 				return nil, fmt.Errorf("hash nats password: %w", err)
 			}
 			opts.Users = append(opts.Users, &server.User{Username: o.Operator.User, Password: string(opHash)})
+		}
+		if o.CalloutIssuer != "" {
+			auth := []string{self.User}
+			if o.Operator.User != "" {
+				auth = append(auth, o.Operator.User)
+			}
+			opts.AuthCallout = &server.AuthCallout{Issuer: o.CalloutIssuer, AuthUsers: auth}
 		}
 	}
 	if o.Listen != "" && !isLoopback(opts.Host) {

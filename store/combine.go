@@ -11,6 +11,7 @@ type UserSide interface {
 	Accounts
 	Devices
 	Blocks
+	Push
 	Close() error
 }
 
@@ -28,8 +29,21 @@ type MessageSide interface {
 // thing the message side cannot know is a direct conversation's title,
 // the peer's username: Combine fills it in from the user side when the
 // message side left it empty. Close closes both.
+//
+// When the user side holds groups (Groups) and the message side their
+// conversations (GroupConversations), the result has groups too:
+// membership on the user side, group messages and receipts on the
+// message side (combine_groups.go).
 func Combine(users UserSide, messages MessageSide) Store {
-	return &combined{UserSide: users, MessageSide: messages}
+	c := &combined{UserSide: users, MessageSide: messages}
+	groups, ok := users.(Groups)
+	if !ok {
+		return c
+	}
+	if convs, ok := messages.(GroupConversations); ok {
+		return &combinedGroups{combined: c, groups: groups, convs: convs}
+	}
+	return c
 }
 
 type combined struct {

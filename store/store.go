@@ -222,5 +222,6 @@ type Store interface {
 	Conversations
 	Messages
 	Receipts
+	Push
 	Close() error
 }

@@ -23,13 +23,16 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Setup) error {
 			return fmt.Errorf("declare stream %s: %w", cfg.Name, err)
 		}
 	}
-	for _, name := range []string{ConsumerPersist, ConsumerFanout, ConsumerReceipts} {
+	for _, name := range []string{ConsumerPersist, ConsumerFanout, ConsumerReceipts, ConsumerErase} {
 		if _, err := js.CreateOrUpdateConsumer(ctx, StreamConv, Durable(name, s.Tuning)); err != nil {
 			return fmt.Errorf("declare consumer %s: %w", name, err)
 		}
 	}
 	if _, err := js.CreateOrUpdateKeyValue(ctx, Sessions(s.Limits, s.TokenTTL)); err != nil {
 		return fmt.Errorf("declare bucket %s: %w", BucketSessions, err)
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, PresenceBucket(s.Limits)); err != nil {
+		return fmt.Errorf("declare bucket %s: %w", BucketPresence, err)
 	}
 	return nil
 }
@@ -42,8 +45,10 @@ func Check(ctx context.Context, js jetstream.JetStream) error {
 			return fmt.Errorf("stream %s: %w", name, err)
 		}
 	}
-	if _, err := js.KeyValue(ctx, BucketSessions); err != nil {
-		return fmt.Errorf("bucket %s: %w", BucketSessions, err)
+	for _, name := range []string{BucketSessions, BucketPresence} {
+		if _, err := js.KeyValue(ctx, name); err != nil {
+			return fmt.Errorf("bucket %s: %w", name, err)
+		}
 	}
 	return nil
 }

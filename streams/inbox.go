@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -13,7 +14,8 @@ import (
 // direct gets for replays, and core subscriptions to the republished
 // copies for live events.
 type InboxReader struct {
-	nc *nats.Conn
+	nc   *nats.Conn
+	repl replicated // replica.go
 }
 
 // NewInboxReader reads INBOX over nc.
@@ -75,6 +77,7 @@ type directGetRequest struct {
 func (r *InboxReader) Scan(ctx context.Context, user string, after, upTo uint64, limit int, fn func(seq uint64, data []byte) error) (uint64, error) {
 	last, n := after, 0
 	subj := "$JS.API.DIRECT.GET." + StreamInbox
+	var waited time.Time
 	for {
 		if upTo > 0 && last >= upTo {
 			return last, nil
@@ -103,45 +106,19 @@ func (r *InboxReader) Scan(ctx context.Context, user string, after, upTo uint64,
 			return last, err
 		}
 		if got == 0 || !more || past {
-			return last, nil
+			if past || upTo == 0 || last >= upTo {
+				return last, nil
+			}
+			// A follower may be behind the leader (replica.go).
+			if done, err := r.caughtUp(ctx, upTo, &waited); done || err != nil {
+				return last, err
+			}
 		}
 	}
 }
 
-// directGet sends one batched direct get and hands each message to fn.
-// more reports whether the server said further events match.
+// directGet sends one batched direct get and hands each message's data
+// to fn. more reports whether the server said further events match.
 func (r *InboxReader) directGet(ctx context.Context, subj string, req []byte, fn func(seq uint64, data []byte) error) (got int, more bool, err error) {
-	inbox := r.nc.NewRespInbox()
-	sub, err := r.nc.SubscribeSync(inbox)
-	if err != nil {
-		return 0, false, fmt.Errorf("direct get: subscribe: %w: %v", ErrUnavailable, err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := r.nc.PublishRequest(subj, inbox, req); err != nil {
-		return 0, false, fmt.Errorf("direct get: %w: %v", ErrUnavailable, err)
-	}
-	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return got, false, fmt.Errorf("direct get: %w: %v", ErrUnavailable, err)
-		}
-		switch status := m.Header.Get("Status"); status {
-		case "":
-		case "404": // nothing (more) matches
-			return got, false, nil
-		case "204": // end of batch
-			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-			return got, pending > 0, nil
-		default:
-			return got, false, fmt.Errorf("direct get: %w: status %s %s", ErrUnavailable, status, m.Header.Get("Description"))
-		}
-		seq, err := strconv.ParseUint(m.Header.Get(nats.JSSequence), 10, 64)
-		if err != nil {
-			return got, false, fmt.Errorf("direct get reply without %s: %w", nats.JSSequence, err)
-		}
-		got++
-		if err := fn(seq, m.Data); err != nil {
-			return got, false, err
-		}
-	}
+	return r.directGetMsgs(ctx, subj, req, func(m *nats.Msg, seq uint64) error { return fn(seq, m.Data) })
 }

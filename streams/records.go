@@ -56,8 +56,9 @@ type Deletion struct {
 
 // Membership is the payload of natter.conv.mem.<conversation_id>: a
 // group membership change, sequenced with the conversation's messages so
-// that membership counts as of each message's seq. Groups come with the
-// next issue; today's consumers skip this kind.
+// that membership counts as of each message's seq (Sequencer.Membership).
+// AsOfSeq is the conversation's last seq when the change was made: it
+// counts for the messages after it.
 type Membership struct {
 	V              int    `json:"v"`
 	ConversationID string `json:"conversation_id"`
@@ -67,6 +68,10 @@ type Membership struct {
 	Role           string `json:"role,omitempty"`
 	By             string `json:"by"`
 	TS             int64  `json:"ts"`
+	AsOfSeq        int64  `json:"as_of_seq"`
+	// Members are the group's members right after the change, the
+	// recipients of its group event (with UserID).
+	Members []string `json:"members,omitempty"`
 }
 
 // decodeRecord decodes a CONV record of any version this code reads.

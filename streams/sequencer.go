@@ -130,7 +130,8 @@ func (s *Sequencer) Publish(ctx context.Context, rec MessageRecord) (MessageReco
 }
 
 // load reads the conversation's last message from CONV, or from the store
-// when CONV no longer holds any (they aged out after being persisted).
+// when CONV no longer holds any (they aged out after being persisted),
+// and the seq of an erased last message, whichever is larger.
 func (s *Sequencer) load(ctx context.Context, conv string, c *convSeq) error {
 	last, err := s.conv.GetLastMsgForSubject(ctx, MsgSubject(conv))
 	switch {
@@ -148,6 +149,17 @@ func (s *Sequencer) load(ctx context.Context, conv string, c *convSeq) error {
 			return fmt.Errorf("message %d of %s has no %s header: %w", last.Sequence, conv, HeaderSeq, err)
 		}
 		c.streamSeq, c.seq = last.Sequence, seq
+	}
+	// An erased tail (erase.go) left its seq on the erased subject.
+	mark, err := s.conv.GetLastMsgForSubject(ctx, ErasedSubject(conv))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	case err != nil:
+		return fmt.Errorf("read erased tail of %s: %w: %v", conv, ErrUnavailable, err)
+	default:
+		if seq, err := strconv.ParseInt(mark.Header.Get(HeaderSeq), 10, 64); err == nil && seq > c.seq {
+			c.seq = seq
+		}
 	}
 	c.loaded = true
 	return nil

@@ -6,8 +6,11 @@
 //	natter.conv.rcpt.<conversation_id>  CONV   a delivered/read status (Receipt)
 //	natter.conv.del.<conversation_id>   CONV   a deletion (Deletion)
 //	natter.conv.mem.<conversation_id>   CONV   a group membership change (Membership; groups to come)
+//	natter.conv.erased.<conversation_id> CONV  the seq of an erased last message (erase.go)
 //	natter.inbox.<user_id>.m            INBOX  message and deleted events for a user
+//	natter.fanout.<partition>.<conv_id> FANOUT large groups' events waiting for a worker (fanoutqueue.go)
 //	natter.inbox.<user_id>.r            INBOX  receipt events for a user
+//	natter.inbox._erased                INBOX  the range of oldest events erased (ErasedHead)
 //	natter.dlq.<consumer>               DEADLETTER  what a consumer gave up on
 //	natter.deliver.<user_id>.<kind>     (core)  INBOX republishes every stored event here
 //	natter.deliver.<user_id>.live       (core)  ephemeral events (typing), never stored
@@ -16,9 +19,10 @@
 // CONV carries records (records.go), versioned and separate from the
 // client frames of schema; INBOX carries the rendered client events.
 //
-// Each inbox sub-subject has exactly one writer (fanout for .m, receipts
-// for .r) that publishes in CONV order; that is what makes redelivery
-// after a crash detectable (see consumers).
+// Each inbox sub-subject has one writer that publishes in CONV order
+// (receipts for .r), which makes redelivery after a crash detectable;
+// .m has fanout and, behind it, the fanout queue's workers (see
+// consumers/inbox.go for how each still tells a redelivery).
 package streams
 
 import (
@@ -38,6 +42,9 @@ const (
 	ConsumerPersist  = "persist"
 	ConsumerFanout   = "fanout"
 	ConsumerReceipts = "receipts"
+	// ConsumerErase erases the content of messages deleted for everyone
+	// (erase.go); it reads deletions only.
+	ConsumerErase = "erase"
 
 	// BucketSessions holds revoked device ids (key: device id) so every
 	// gateway cuts a revoked device off at once.
@@ -233,7 +240,22 @@ type ConsumerTuning struct {
 	MaxAckPending int
 	MaxDeliver    int
 	AckWait       time.Duration
+	// Pinned gives CONV's consumers one active puller at a time among the
+	// nodes of a cluster (JetStream's pinned priority group): each inbox
+	// subject must have one writer that publishes in CONV order, and
+	// persist's batches must not deadlock each other in the store. The
+	// other nodes' pulls wait and take over when the pinned one stops
+	// pulling for PinnedTTL (docs/architecture.md, "Cluster mode").
+	Pinned bool
 }
+
+// PriorityGroup is the priority group of pinned consumers, and PinnedTTL
+// how long the pinned puller may go without a pull request before
+// another node's takes over: three of the consumers' 5 s pull expiries.
+const (
+	PriorityGroup = "natter"
+	PinnedTTL     = 15 * time.Second
+)
 
 // Durable returns the config of one of the durable consumers on CONV.
 // persist and fanout read everything (so their ack floor is exact for the
@@ -251,8 +273,16 @@ func Durable(name string, t ConsumerTuning) jetstream.ConsumerConfig {
 		// their own delay.
 		BackOff: backOff(t.AckWait, t.MaxDeliver),
 	}
-	if name == ConsumerReceipts {
+	if t.Pinned {
+		c.PriorityPolicy = jetstream.PriorityPolicyPinned
+		c.PriorityGroups = []string{PriorityGroup}
+		c.PinnedTTL = PinnedTTL
+	}
+	switch name {
+	case ConsumerReceipts:
 		c.FilterSubject = convRcptPrefix + ">"
+	case ConsumerErase:
+		c.FilterSubject = convDelPrefix + ">"
 	}
 	return c
 }

@@ -19,6 +19,16 @@ type Watermark struct {
 
 	mu    sync.Mutex
 	infos map[string]*infoCall
+	queue *FanoutQueueState
+	// floor is the shared read of the fanout queue's floor.
+	floor *floorCall
+}
+
+type floorCall struct {
+	at    time.Time
+	done  chan struct{}
+	floor uint64
+	err   error
 }
 
 type infoCall struct {
@@ -30,7 +40,7 @@ type infoCall struct {
 
 // NewWatermark polls consumer state every poll interval while someone waits.
 func NewWatermark(js jetstream.JetStream, poll time.Duration) *Watermark {
-	return &Watermark{js: js, poll: poll, infos: map[string]*infoCall{}}
+	return &Watermark{js: js, poll: poll, infos: map[string]*infoCall{}, queue: NewFanoutQueueState(js)}
 }
 
 // ConvLastSeq is the CONV stream's last sequence: everything acknowledged
@@ -59,7 +69,9 @@ func state(ctx context.Context, js jetstream.JetStream, stream string) (jetstrea
 }
 
 // Wait returns once each named consumer has acknowledged every CONV
-// event up to seq, or with ctx's error.
+// event up to seq, or with ctx's error. For fanout that includes the
+// events it queued (FANOUT): they are written when the queue holds no
+// item of a source up to seq.
 func (w *Watermark) Wait(ctx context.Context, seq uint64, consumers ...string) error {
 	for _, name := range consumers {
 		since := time.Now()
@@ -68,7 +80,17 @@ func (w *Watermark) Wait(ctx context.Context, seq uint64, consumers ...string) e
 			if err != nil {
 				return err
 			}
-			if handled(info, seq) {
+			if handled(info, seq) && name == ConsumerFanout {
+				// Fanout queued everything up to seq before acking it, so
+				// the queue is read after the consumer.
+				floor, err := w.queueFloor(ctx, time.Now())
+				if err != nil {
+					return err
+				}
+				if floor > seq {
+					break
+				}
+			} else if handled(info, seq) {
 				break
 			}
 			since = time.Now()
@@ -109,6 +131,31 @@ func (w *Watermark) info(ctx context.Context, name string, since time.Time) (*je
 		return c.info, c.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// queueFloor is FanoutQueueState.Floor read after since, shared like info.
+func (w *Watermark) queueFloor(ctx context.Context, since time.Time) (uint64, error) {
+	w.mu.Lock()
+	c := w.floor
+	if c == nil || c.at.Before(since) {
+		c = &floorCall{at: time.Now(), done: make(chan struct{})}
+		w.floor = c
+		w.mu.Unlock()
+		func() {
+			defer close(c.done)
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			c.floor, c.err = w.queue.Floor(fctx)
+		}()
+		return c.floor, c.err
+	}
+	w.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.floor, c.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
 }
 

@@ -79,6 +79,11 @@ type loadClient struct {
 	dev   testnode.Device
 	peers []testnode.User // whom it writes to; none: it only reads
 	svc   *service
+	// nodes, when set, is a cluster: the client dials nodes[at], and
+	// moves to the next one when a dial fails or the server says 1001
+	// (going away: reconnect elsewhere).
+	nodes []*testnode.Node
+	at    int
 
 	mu          sync.Mutex
 	ws          *testnode.WS // current connection, nil while disconnected
@@ -100,6 +105,8 @@ type loadClient struct {
 	connRefused map[string]int // connections closed before synced, by error code
 	closes      map[string]int // connections closed by the server, by close code
 	orderErrors []string       // acks out of send order on one connection
+	lastAck     time.Time      // when the last ack came
+	longestGap  time.Duration  // the longest time between two acks (or the first one and the start)
 }
 
 func newLoadClient(name string, node *testnode.Node, dev testnode.Device, peers []testnode.User, svc *service) *loadClient {
@@ -133,11 +140,12 @@ func (c *loadClient) run(ctx context.Context) {
 		cursor := c.cursor
 		c.mu.Unlock()
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		ws, _, err := c.node.Dial(dctx, c.dev.Access, testnode.DialOptions{Cursor: cursor, HandshakeTimeout: 10 * time.Second})
+		ws, _, err := c.target().Dial(dctx, c.dev.Access, testnode.DialOptions{Cursor: cursor, HandshakeTimeout: 10 * time.Second})
 		cancel()
 		if err != nil {
 			c.mu.Lock()
 			c.dialFails++
+			c.moveOn()
 			c.mu.Unlock()
 			sleep(ctx, backoff/2+rand.N(backoff))
 			backoff = min(2*backoff, time.Second)
@@ -146,6 +154,29 @@ func (c *loadClient) run(ctx context.Context) {
 		backoff = 50 * time.Millisecond
 		c.serve(ctx, ws)
 		ws.Close()
+		if code, _ := ws.CloseCode(); code == 1001 {
+			c.mu.Lock()
+			c.moveOn()
+			c.mu.Unlock()
+		}
+	}
+}
+
+// target is the node to dial: the client's own, or its cluster's
+// current one.
+func (c *loadClient) target() *testnode.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.nodes) > 0 {
+		return c.nodes[c.at]
+	}
+	return c.node
+}
+
+// moveOn turns a cluster client to the next node; c.mu is held.
+func (c *loadClient) moveOn() {
+	if len(c.nodes) > 0 {
+		c.at = (c.at + 1) % len(c.nodes)
 	}
 }
 
@@ -227,6 +258,11 @@ func (c *loadClient) ack(f testnode.Frame, log *connLog) {
 	if c.svc != nil {
 		c.svc.acked()
 	}
+	now := time.Now()
+	if !c.lastAck.IsZero() {
+		c.longestGap = max(c.longestGap, now.Sub(c.lastAck))
+	}
+	c.lastAck = now
 }
 
 // sendError handles a refused send; c.mu is held. 503 and 429 are

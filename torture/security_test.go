@@ -36,6 +36,7 @@ func TestSecurity(t *testing.T) {
 	t.Run("other users' ids", func(t *testing.T) { testForeignIDs(t, f) })
 	t.Run("oversized", func(t *testing.T) { testOversized(t, f) })
 	t.Run("floods", func(t *testing.T) { testFloods(t, f) })
+	t.Run("distributed guessing", func(t *testing.T) { testDistributedGuessing(t, f) })
 	t.Run("slow reader", func(t *testing.T) { testSlowReader(t, f) })
 }
 
@@ -370,9 +371,24 @@ func testForeignIDs(t *testing.T, f *figures) {
 	rq("GET", "/v1/groups/"+conv, nil)
 	rq("POST", "/v1/groups/"+conv+"/members", map[string]any{"user_ids": []string{mal.ID}})
 
-	// Over WebSocket: frames with their ids answer an error, and a replay
-	// from alice's cursor carries only mallory's own events.
-	ws, _, err := node.Dial(ctx, mal.Access, testnode.DialOptions{Cursor: aliceFirst.Cursor})
+	// Over WebSocket: alice's cursor is not one mallory was given (an
+	// error frame 400, then close 1008, nothing replayed), and frames with
+	// her ids answer an error.
+	stolen, _, err := node.Dial(ctx, mal.Access, testnode.DialOptions{Cursor: aliceFirst.Cursor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stolen.WaitSynced(ctx); err == nil {
+		t.Errorf("mallory's WebSocket from alice's cursor got synced, want 400 and a close")
+	}
+	for _, fr := range stolen.Frames(0) {
+		if fr.Durable() {
+			leaks++
+			t.Errorf("mallory's socket from alice's cursor replayed: %.300s", fr.Raw)
+		}
+	}
+	stolen.Close()
+	ws, _, err := node.Dial(ctx, mal.Access, testnode.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +420,8 @@ func testForeignIDs(t *testing.T, f *figures) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Status != http.StatusOK || strings.Contains(string(r.Body), secret) || strings.Contains(string(r.Body), conv) {
+	// Cursors are per user: alice's is not one mallory was given (400).
+	if r.Status != http.StatusBadRequest || strings.Contains(string(r.Body), secret) || strings.Contains(string(r.Body), conv) {
 		leaks++
 		t.Errorf("mallory's long-poll from alice's cursor: %.300s", r)
 	}

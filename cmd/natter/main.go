@@ -1,5 +1,6 @@
 // Command natter is the natter messaging backend: `natter serve` runs a
-// node, `natter bench` measures one.
+// node, `natter bench` measures one, and the commands of cli.go are a
+// client for people (`natter chat`) and operators (`natter streams`).
 package main
 
 import (
@@ -14,7 +15,7 @@ import (
 	"github.com/natter-chat/natter/bench"
 )
 
-const usage = `natter: a messaging backend on NATS JetStream.
+var usage = `natter: a messaging backend on NATS JetStream.
 
 Usage:
   natter serve [flags]      run a node (embedded NATS and store by default)
@@ -23,7 +24,7 @@ Usage:
   natter status [flags]     streams and consumer lag of a node started with --nats-listen
   natter version            natter's version and revision, Go's and nats-server's
   natter help               this text
-
+` + cliUsage + `
 Every serve flag can also be set as an environment variable, NATTER_ then
 the flag's name in upper case with dashes as underscores (--sync-interval
 is NATTER_SYNC_INTERVAL), or in a config file given with -config: TOML
@@ -63,6 +64,9 @@ func run(args []string) error {
 		fmt.Print(usage)
 		return nil
 	default:
+		if cmd, ok := cliCommands[args[0]]; ok {
+			return cmd(ctx, args[1:], stdIO())
+		}
 		fmt.Fprint(os.Stderr, usage)
 		return fmt.Errorf("unknown subcommand %q", args[0])
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/fftoml"
 	"github.com/peterbourgon/ff/v3/ffyaml"
@@ -30,6 +31,7 @@ import (
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/internal/connlimit"
 	"github.com/natter-chat/natter/internal/datadir"
+	"github.com/natter-chat/natter/metrics"
 	"github.com/natter-chat/natter/natsnode"
 	"github.com/natter-chat/natter/store"
 	"github.com/natter-chat/natter/streams"
@@ -42,6 +44,8 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	forced, stopSignals := secondSignal()
+	defer stopSignals()
 	log := newLogger(cfg.LogLevel, cfg.LogFormat)
 	slog.SetDefault(log)
 
@@ -53,47 +57,72 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer dir.Close()
+	// The token key also encrypts cursors and, on a cluster, yields the
+	// keys the nodes share (cluster.go): read before NATS starts.
+	key, err := auth.LoadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "token.key"))
+	if err != nil {
+		return err
+	}
 	var operator natsnode.Credentials
+	var calloutKey nkeys.KeyPair // signs the NATS-native clients' logins
+	calloutIssuer := ""
 	if cfg.NATSListen != "" && !cfg.NATSInsecure {
 		if operator, err = natsnode.LoadOrCreateOperator(cfg.DataDir); err != nil {
 			return err
 		}
+		if calloutKey, err = newCalloutKey(cfg, key); err != nil {
+			return fmt.Errorf("nats auth callout key: %w", err)
+		}
+		if calloutIssuer, err = calloutKey.PublicKey(); err != nil {
+			return fmt.Errorf("nats auth callout key: %w", err)
+		}
 	}
-	node, err := natsnode.Start(natsnode.Options{
+	// An embedded server, alone or one node of a cluster, or an external
+	// cluster (cluster.go).
+	link, err := startNATS(cfg, key, natsnode.Options{
 		StoreDir: filepath.Join(cfg.DataDir, "jetstream"), Listen: cfg.NATSListen,
 		SyncAlways: cfg.Fsync == config.FsyncAlways, SyncInterval: cfg.SyncInterval, Logger: log,
-		Operator: operator, Insecure: cfg.NATSInsecure,
-	})
+		Operator: operator, Insecure: cfg.NATSInsecure, CalloutIssuer: calloutIssuer,
+	}, log)
 	if err != nil {
 		return err
 	}
-	defer node.Shutdown()
-	// A stream that a write error closed (no descriptors, a full disk)
-	// is reopened as soon as its files can be written again, without a
-	// restart; stopped before the server.
-	guardCtx, stopGuard := context.WithCancel(context.Background())
-	guarded := make(chan struct{})
-	go func() { defer close(guarded); node.Guard(guardCtx, 5*time.Second, log) }()
-	defer func() { stopGuard(); <-guarded }()
-	if url := node.ClientURL(); url != "" && operator.User != "" {
-		log.Info("nats listening", "url", url, "user", operator.User,
-			"password_file", filepath.Join(cfg.DataDir, natsnode.OperatorFile))
-	}
-	nc, err := node.Connect("natter")
-	if err != nil {
-		return err
+	nc := link.nc
+	if node := link.node; node != nil {
+		defer node.Shutdown()
+		// A stream that a write error closed (no descriptors, a full disk)
+		// is reopened as soon as its files can be written again, without
+		// a restart; stopped before the server. Not on a cluster: there
+		// the other replicas serve, and reopening would disturb them.
+		if !cfg.Cluster.Embedded() {
+			guardCtx, stopGuard := context.WithCancel(context.Background())
+			guarded := make(chan struct{})
+			go func() { defer close(guarded); node.Guard(guardCtx, 5*time.Second, log) }()
+			defer func() { stopGuard(); <-guarded }()
+		}
+		if url := node.ClientURL(); url != "" && operator.User != "" {
+			log.Info("nats listening", "url", url, "user", operator.User,
+				"password_file", filepath.Join(cfg.DataDir, natsnode.OperatorFile))
+		}
 	}
 	defer nc.Close()
+	defer closeNATS(nc, link.node, log) // before the server stops: drain.go
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := streams.Ensure(ctx, js, streams.Setup{
+	if err := waitJetStream(ctx, js, link, log); err != nil {
+		return err
+	}
+	cfg = clusterMode(cfg, link, log)
+	setup := streams.Setup{
 		Limits: streams.Limits{Replicas: cfg.StreamReplicas, ConvMaxAge: cfg.ConvRetention, InboxMaxAge: cfg.InboxRetention,
 			MaxBytes: cfg.StreamMaxBytes, DuplicateWindow: cfg.DuplicateWindow},
-		Tuning:   streams.ConsumerTuning{MaxAckPending: cfg.MaxAckPending, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait},
+		Tuning: streams.ConsumerTuning{MaxAckPending: cfg.MaxAckPending, MaxDeliver: cfg.MaxDeliver, AckWait: cfg.AckWait,
+			Pinned: cfg.Cluster.On()},
 		TokenTTL: cfg.AccessTokenTTL,
-	}); err != nil {
+	}
+	if err := ensureStreams(ctx, js, setup, cfg.FanoutPartitions, cfg.Cluster.On(), log); err != nil {
 		return err
 	}
 
@@ -102,14 +131,16 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
-
-	key, err := auth.LoadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "token.key"))
-	if err != nil {
-		return err
+	var m *metrics.Metrics // nil observes nothing
+	if cfg.Metrics {
+		m = metrics.New()
 	}
+
 	core, err := chat.New(ctx, chat.Config{
 		RateLimit: cfg.RateLimit, SendBurst: cfg.SendBurst, SendRate: cfg.SendRate,
-		SoleSequencer: cfg.SoleSequencer, Logger: log,
+		SoleSequencer: cfg.SoleSequencer, Observer: observer(m), Logger: log,
+		PresenceLease: cfg.PresenceLease, PollIdle: cfg.PresenceTimeout + cfg.Heartbeat,
+		MaxPresenceSubscriptions: cfg.MaxPresenceSubscriptions,
 	}, db, nc, auth.NewSigner(key, cfg.AccessTokenTTL))
 	if err != nil {
 		return fmt.Errorf("start chat: %w", err)
@@ -126,11 +157,12 @@ func serve(ctx context.Context, args []string) error {
 	}()
 	defer func() { stopCore(); <-coreDone }()
 
-	var consumersUp atomic.Int32
+	var consumersUp, consumersWant atomic.Int32
 	gw := gateway.New(gateway.Config{
-		ReadLimit: cfg.ReadLimit, Heartbeat: cfg.Heartbeat, SendQueue: cfg.SendQueue, AllowedOrigins: cfg.AllowedOrigins,
+		ReadLimit: cfg.ReadLimit, Heartbeat: cfg.Heartbeat, PresenceTimeout: cfg.PresenceTimeout, SendQueue: cfg.SendQueue, AllowedOrigins: cfg.AllowedOrigins,
 		RateLimit: cfg.RateLimit, AuthBurst: cfg.AuthBurst, AuthRate: cfg.AuthRate,
-		Pprof: cfg.Pprof, Logger: log,
+		MaxWSPerUser: uncapped(cfg.MaxWSPerUser), MaxPollsPerUser: uncapped(cfg.MaxPollsPerUser),
+		Pprof: cfg.Pprof, Metrics: m.Handler(), Admin: cfg.AdminHTTP != "", RateLimited: m.RateLimited, Logger: log,
 		ReadyChecks: []gateway.ReadyCheck{
 			{Name: "nats", Check: func(context.Context) error {
 				if !nc.IsConnected() {
@@ -140,7 +172,7 @@ func serve(ctx context.Context, args []string) error {
 			}},
 			{Name: "streams", Check: func(ctx context.Context) error { return streams.Check(ctx, js) }},
 			// A stream closed by a write error is present but refuses writes.
-			{Name: "jetstream", Check: func(context.Context) error { return node.Healthy() }},
+			{Name: "jetstream", Check: jetStreamHealth(link, js)},
 			{Name: "store", Check: func(ctx context.Context) error {
 				if _, err := db.UserByID(ctx, "readyz-probe"); err != nil && !errors.Is(err, store.ErrNotFound) {
 					return err
@@ -148,8 +180,8 @@ func serve(ctx context.Context, args []string) error {
 				return nil
 			}},
 			{Name: "consumers", Check: func(context.Context) error {
-				if n := consumersUp.Load(); n != 3 {
-					return fmt.Errorf("%d of 3 running", n)
+				if n, want := consumersUp.Load(), consumersWant.Load(); want == 0 || n != want {
+					return fmt.Errorf("%d of %d running", n, want)
 				}
 				return nil
 			}},
@@ -159,7 +191,20 @@ func serve(ctx context.Context, args []string) error {
 	gwDone := make(chan struct{})
 	go func() { defer close(gwDone); _ = gw.Run(gwCtx) }()
 	defer func() { stopGateway(); <-gwDone }()
+	if calloutKey != nil {
+		// NATS-native clients (docs/protocol.md): logins through the auth
+		// callout, requests and sessions on natter.api.>.
+		natsDone := make(chan struct{})
+		go func() {
+			defer close(natsDone)
+			if err := gw.ServeNATS(gwCtx, nc, gateway.NATSConfig{Issuer: calloutKey}); err != nil {
+				log.Error("nats-native clients", "err", err)
+			}
+		}()
+		defer func() { stopGateway(); <-natsDone }()
+	}
 	defer gw.Close()
+	defer serveOperator(db, core, nc, log)()
 
 	// Consumers run until consumersCtx ends, which happens after the
 	// gateway stopped taking sends, so they drain what it accepted.
@@ -168,13 +213,23 @@ func serve(ctx context.Context, args []string) error {
 	var wg sync.WaitGroup
 	// This process is the only one consuming, so it may take back at once
 	// what a killed predecessor left in flight.
-	copts := consumers.Options{MaxDeliver: cfg.MaxDeliver, ResetOnStart: cfg.ResetOnStart, Logger: log}
-	errs := make(chan error, 3)
-	for _, c := range []interface{ Run(context.Context) error }{
-		consumers.NewPersist(js, db, copts),
-		consumers.NewFanout(js, db, copts),
+	copts := consumers.Options{MaxDeliver: cfg.MaxDeliver, ResetOnStart: cfg.ResetOnStart, Observer: consumerObserver(m), Logger: log}
+	watch(m, js, gw, log)
+	running := []interface{ Run(context.Context) error }{
+		consumers.NewPersist(js, m.TimeWrites(db), copts),
+		consumers.NewFanoutQueued(js, db, copts, consumers.QueueOptions{Threshold: cfg.FanoutQueueThreshold, Partitions: cfg.FanoutPartitions}),
+		consumers.NewFanoutWorkers(js, cfg.FanoutPartitions, copts),
 		consumers.NewReceipts(js, db, copts),
-	} {
+		consumers.NewErase(nc, js, db, copts),
+	}
+	if pw, err := newPushWorker(ctx, cfg, js, setup, db, core.Sessions, core.Sync.FormatCursor, m, copts); err != nil {
+		return err
+	} else if pw != nil {
+		running = append(running, pw)
+	}
+	consumersWant.Store(int32(len(running)))
+	errs := make(chan error, len(running))
+	for _, c := range running {
 		wg.Add(1)
 		consumersUp.Add(1)
 		go func() {
@@ -210,12 +265,19 @@ func serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: connlimit.BodyTimeout(gw.Handler(), cfg.BodyTimeout),
+	srv := &http.Server{Handler: connlimit.BodyTimeout(m.HTTP(withWebApp(cfg.Web, gw.Handler())), cfg.BodyTimeout),
 		ReadHeaderTimeout: 10 * time.Second, WriteTimeout: cfg.WriteTimeout, IdleTimeout: cfg.IdleTimeout,
 		BaseContext: func(net.Listener) context.Context { return baseCtx }}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(limited) }()
 	log.Info("natter serving", "http", "http://"+ln.Addr().String(), "data", cfg.DataDir, "store", cfg.Store, "fsync", cfg.Fsync)
+	if cfg.AdminHTTP != "" {
+		stopAdmin, err := serveAdmin(cfg.AdminHTTP, gw.AdminHandler(), log)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin()
+	}
 
 	select {
 	case <-ctx.Done():
@@ -225,16 +287,16 @@ func serve(ctx context.Context, args []string) error {
 	case err := <-errs:
 		log.Error("consumer failed, shutting down", "err", err)
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	gw.Close() // WebSockets get 1001 first: they are hijacked, Shutdown ignores them
-	cancelRequests()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("http shutdown", "err", err)
+	// A graceful drain (drain.go); the deferred calls then stop the
+	// consumers, chat, the store and NATS in the reverse order of start.
+	err = drainGateway(cfg.DrainTimeout, forced, gw, srv, cancelRequests, log)
+	if !cfg.Cluster.On() {
+		// Alone, a node lets its consumers catch up before it goes; on a
+		// cluster the other nodes' consumers (the same durables) carry
+		// on, and this one's hand back what they hold when they stop.
+		drainConsumers(forced, js, log)
 	}
-	// Let the consumers catch up with what was acknowledged, briefly.
-	drain(shutdownCtx, js, log)
-	return nil
+	return err
 }
 
 // parseServeFlags reads settings from flags, then NATTER_* variables,
@@ -337,4 +399,13 @@ func newLogger(level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// uncapped maps a flag's 0 (no cap) to the gateway's negative (its zero
+// means the default).
+func uncapped(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }

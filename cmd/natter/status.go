@@ -23,27 +23,15 @@ import (
 // each consumer is.
 func status(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("natter status", flag.ContinueOnError)
-	url := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of a node started with --nats-listen")
-	dataDir := fs.String("data", "natter-data", "the node's data directory, where its operator credentials are (keys/nats-operator.password)")
-	user := fs.String("user", natsnode.OperatorUser, "NATS user, with --password")
-	password := fs.String("password", "", "NATS password (instead of the one in --data)")
-	creds := fs.String("creds", "", "NATS credentials file (instead of a user and password)")
+	login := addNATSLoginFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	auth, err := statusAuth(*url, *dataDir, *user, *password, *creds)
+	nc, js, err := login.connect("natter status")
 	if err != nil {
 		return err
-	}
-	nc, err := nats.Connect(*url, nats.Timeout(5*time.Second), auth)
-	if err != nil {
-		return fmt.Errorf("connect to %s (is natter running with --nats-listen? are these its credentials?): %w", *url, err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 
@@ -65,7 +53,7 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 	ct.SetOutputMirror(out)
 	ct.SetTitle("consumers on " + streams.StreamConv)
 	ct.AppendHeader(table.Row{"consumer", "state", "pending", "ack pending", "redelivered", "ack floor", "last delivered"})
-	for _, name := range []string{streams.ConsumerPersist, streams.ConsumerFanout, streams.ConsumerReceipts} {
+	for _, name := range []string{streams.ConsumerPersist, streams.ConsumerFanout, streams.ConsumerReceipts, streams.ConsumerErase} {
 		c, err := js.Consumer(ctx, streams.StreamConv, name)
 		if err != nil {
 			return fmt.Errorf("consumer %s: %w", name, err)
@@ -77,14 +65,49 @@ func status(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// statusAuth picks how status logs in: credentials in the URL, then
-// --creds, then --password, then the operator password in the data
-// directory; none at all (a node started with --nats-insecure) when the
-// data directory has none.
+// natsLogin is how an operator command (status, streams, deadletter)
+// reaches a node's NATS: its flags, and connect.
+type natsLogin struct {
+	url, dataDir, user, password, creds *string
+}
+
+func addNATSLoginFlags(fs *flag.FlagSet) natsLogin {
+	return natsLogin{
+		url:      fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of a node started with --nats-listen"),
+		dataDir:  fs.String("data", "natter-data", "the node's data directory, where its operator credentials are (keys/nats-operator.password)"),
+		user:     fs.String("user", natsnode.OperatorUser, "NATS user, with --password"),
+		password: fs.String("password", "", "NATS password (instead of the one in --data)"),
+		creds:    fs.String("creds", "", "NATS credentials file (instead of a user and password)"),
+	}
+}
+
+// connect logs in to the node's NATS as an operator, named name.
+func (l natsLogin) connect(name string) (*nats.Conn, jetstream.JetStream, error) {
+	auth, err := statusAuth(*l.url, *l.dataDir, *l.user, *l.password, *l.creds)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(*l.url, nats.Timeout(5*time.Second), nats.Name(name), auth)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to %s (is natter running with --nats-listen? are these its credentials?): %w", *l.url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// statusAuth picks how an operator command logs in: credentials in the
+// URL, then --creds, then --password, then the operator password in the
+// data directory; none at all (a node started with --nats-insecure) when
+// the data directory has none.
 func statusAuth(url, dataDir, user, password, creds string) (nats.Option, error) {
+	none := func(*nats.Options) error { return nil }
 	switch {
 	case strings.Contains(url, "@"):
-		return nats.Name("natter status"), nil
+		return none, nil
 	case creds != "":
 		return nats.UserCredentials(creds), nil
 	case password != "":
@@ -92,7 +115,7 @@ func statusAuth(url, dataDir, user, password, creds string) (nats.Option, error)
 	}
 	op, err := natsnode.ReadOperator(dataDir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nats.Name("natter status"), nil
+		return none, nil
 	}
 	if err != nil {
 		return nil, err

@@ -66,8 +66,14 @@ func TestContractPaths(t *testing.T) {
 		{"GET", "/v1/groups/{group_id}"},
 		{"POST", "/v1/groups/{group_id}/members"},
 		{"DELETE", "/v1/groups/{group_id}/members/{user_id}"},
+		{"PATCH", "/v1/groups/{group_id}"},
+		{"PATCH", "/v1/groups/{group_id}/members/{user_id}"},
+		{"GET", "/v1/messages/{message_id}/receipts"},
 		{"GET", "/v1/events"},
 		{"GET", "/v1/ws"},
+		{"POST", "/v1/conversations/{conversation_id}/typing"}, // extension: HTTP-only clients
+		{"POST", "/v1/presence/subscribe"},                     // extension: HTTP-only clients
+		{"POST", "/v1/presence/unsubscribe"},                   // extension: HTTP-only clients
 	} {
 		ops, ok := doc.Paths[tc.path]
 		if !ok {

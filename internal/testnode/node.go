@@ -23,6 +23,12 @@
 // nodes keep their store in SQLite under the data directory. Launch
 // takes the URL from Options.PostgresURL only, so the bench never picks
 // it up by accident.
+//
+// When NATTER_TEST_CASSANDRA_HOSTS names Cassandra contact points as well,
+// every node Start starts runs with --store cassandra+postgres: its own
+// PostgreSQL database as above, and its messages in a keyspace of its own
+// (natter_t_<random>, created by natter at its first start, dropped when
+// the test ends). Launch takes them from Options.CassandraHosts only.
 package testnode
 
 import (
@@ -75,6 +81,11 @@ type Options struct {
 	// dropped by Close, and its store lives there (see the package doc).
 	// Start fills it from $NATTER_TEST_POSTGRES_URL.
 	PostgresURL string
+	// CassandraHosts are Cassandra contact points (comma-separated). With
+	// PostgresURL, the node's messages live in a keyspace of its own,
+	// dropped by Close (see the package doc). Start fills it from
+	// $NATTER_TEST_CASSANDRA_HOSTS.
+	CassandraHosts string
 }
 
 // TB is the part of testing.TB that Start and the cleanups use; the
@@ -97,6 +108,7 @@ type Node struct {
 	data     string
 	ownsData bool      // data is a temporary directory Close removes
 	db       *database // the node's PostgreSQL database, nil for SQLite
+	ks       *keyspace // the node's Cassandra keyspace, nil without
 	args     []string
 	ready    time.Duration
 	log      *tailBuffer
@@ -122,6 +134,9 @@ func Start(tb TB, opts Options) *Node {
 	}
 	if opts.PostgresURL == "" {
 		opts.PostgresURL = os.Getenv(PostgresEnv)
+	}
+	if opts.CassandraHosts == "" {
+		opts.CassandraHosts = os.Getenv(CassandraEnv)
 	}
 	ready := opts.Ready
 	if ready <= 0 {
@@ -173,12 +188,49 @@ func (n *Node) setup(ctx context.Context, opts Options) (err error) {
 		}
 		n.ownsData = true
 	}
-	if n.addr, err = FreeAddr(); err != nil {
+	if opts.CassandraHosts != "" && opts.PostgresURL == "" {
+		return fmt.Errorf("cassandra hosts without a PostgreSQL URL: cassandra+postgres needs both (%s)", PostgresEnv)
+	}
+	if opts.PostgresURL != "" {
+		if n.db, err = createDatabase(ctx, opts.PostgresURL); err != nil {
+			return err
+		}
+	}
+	if opts.CassandraHosts != "" {
+		if n.ks, err = newKeyspace(opts.CassandraHosts); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, n.ready)
+	defer cancel()
+	// A port found free can be taken by another test's node before this
+	// one binds it; then natter exits naming the address, and the node
+	// tries fresh ports (a restart keeps its ports and does not retry).
+	for attempt := 1; ; attempt++ {
+		if err := n.pickAddrs(opts); err != nil {
+			return err
+		}
+		err := n.launch(ctx)
+		if err == nil {
+			return nil
+		}
+		if attempt == 3 || n.Running() || !strings.Contains(n.Log(), "address already in use") || ctx.Err() != nil {
+			return fmt.Errorf("%w\n%s", err, n.Log())
+		}
+		n.mu.Lock()
+		n.starts-- // a start that never bound its port is not one
+		n.mu.Unlock()
+	}
+}
+
+// pickAddrs chooses free ports and builds the arguments around them.
+func (n *Node) pickAddrs(opts Options) (err error) {
+	if n.addr, err = freeAddr(); err != nil {
 		return err
 	}
 	n.args = []string{"serve", "--http", n.addr, "--data", n.data}
 	if opts.NATS {
-		if n.natsAddr, err = FreeAddr(); err != nil {
+		if n.natsAddr, err = freeAddr(); err != nil {
 			return err
 		}
 		n.args = append(n.args, "--nats-listen", n.natsAddr)
@@ -186,18 +238,13 @@ func (n *Node) setup(ctx context.Context, opts Options) (err error) {
 	if !opts.RateLimit && !hasFlag(opts.Flags, "--rate-limit") {
 		n.args = append(n.args, "--rate-limit", "off")
 	}
-	if opts.PostgresURL != "" {
-		if n.db, err = createDatabase(ctx, opts.PostgresURL); err != nil {
-			return err
-		}
+	switch {
+	case n.ks != nil:
+		n.args = append(n.args, cassandraFlags(n.db.url, n.ks)...)
+	case n.db != nil:
 		n.args = append(n.args, postgresFlags(n.db.url)...)
 	}
 	n.args = append(n.args, opts.Flags...)
-	ctx, cancel := context.WithTimeout(ctx, n.ready)
-	defer cancel()
-	if err := n.launch(ctx); err != nil {
-		return fmt.Errorf("%w\n%s", err, n.Log())
-	}
 	return nil
 }
 
@@ -220,6 +267,11 @@ func (n *Node) Close() error {
 		errs = append(errs, n.db.drop(ctx))
 		cancel()
 	}
+	if n.ks != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		errs = append(errs, n.ks.drop(ctx))
+		cancel()
+	}
 	if n.ownsData {
 		if err := os.RemoveAll(n.data); err != nil {
 			errs = append(errs, fmt.Errorf("remove the data directory: %w", err))
@@ -227,6 +279,9 @@ func (n *Node) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// freeAddr is FreeAddr; a test replaces it to hand out a taken port.
+var freeAddr = FreeAddr
 
 // FreeAddr returns a loopback host:port that was free a moment ago.
 func FreeAddr() (string, error) {
@@ -325,7 +380,7 @@ func (n *Node) launch(ctx context.Context) error {
 // ctx ends.
 func (n *Node) WaitHealthy(ctx context.Context) error {
 	n.mu.Lock()
-	exited := n.exited
+	exited, pid := n.exited, n.cmd.Process.Pid
 	n.mu.Unlock()
 	client := &http.Client{Timeout: 2 * time.Second}
 	var last error
@@ -339,10 +394,18 @@ func (n *Node) WaitHealthy(ctx context.Context) error {
 		res, err := client.Do(req)
 		if err == nil {
 			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
+			mine, perr := listensOn(pid, n.addr)
+			switch {
+			case perr != nil:
+				err = fmt.Errorf("who listens on %s: %w", n.addr, perr)
+			case !mine:
+				// Another node took the port first; this one will exit.
+				err = fmt.Errorf("%s answers, but not from natter pid %d", n.addr, pid)
+			case res.StatusCode == http.StatusOK:
 				return nil
+			default:
+				err = fmt.Errorf("status %d", res.StatusCode)
 			}
-			err = fmt.Errorf("status %d", res.StatusCode)
 		}
 		last = err
 		select {

@@ -116,7 +116,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	cluster.RetryPolicy = &gocql.SimpleRetryPolicy{NumRetries: 2}
 	cluster.Logger = slogLogger{opts.Logger}
 
-	if err := ensureKeyspace(ctx, cluster, opts.Keyspace, opts.Replication); err != nil {
+	if err := ensureKeyspace(ctx, cluster, opts.Keyspace, opts.Replication, opts.Logger); err != nil {
 		return nil, err
 	}
 	cluster.Keyspace = opts.Keyspace
@@ -135,7 +135,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	return db, nil
 }
 
-func ensureKeyspace(ctx context.Context, cluster *gocql.ClusterConfig, keyspace, replication string) error {
+func ensureKeyspace(ctx context.Context, cluster *gocql.ClusterConfig, keyspace, replication string, log *slog.Logger) error {
 	s, err := cluster.CreateSession()
 	if err != nil {
 		// The driver flattens the dial error to text; not reaching any
@@ -143,8 +143,7 @@ func ensureKeyspace(ctx context.Context, cluster *gocql.ClusterConfig, keyspace,
 		return fmt.Errorf("cassandra: connect to %v: %w: %w", cluster.Hosts, store.ErrUnavailable, err)
 	}
 	defer s.Close()
-	err = s.Query(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s`, keyspace, replication)).
-		WithContext(ctx).Exec()
+	err = schemaChange(ctx, s, log, fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s`, keyspace, replication))
 	if err != nil {
 		return fmt.Errorf("cassandra: create keyspace %s: %w", keyspace, classify(err))
 	}
@@ -241,7 +240,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		start := time.Now()
 		for _, stmt := range m.statements {
-			if err := db.s.Query(stmt).WithContext(ctx).Exec(); err != nil {
+			if err := schemaChange(ctx, db.s, db.log, stmt); err != nil {
 				return fmt.Errorf("cassandra: migrate %s: %w", m.name, classify(err))
 			}
 		}
@@ -252,6 +251,26 @@ func (db *DB) migrate(ctx context.Context) error {
 		db.log.Info("cassandra migration applied", "name", m.name, "took", time.Since(start).Round(time.Millisecond))
 	}
 	return nil
+}
+
+// schemaChange runs one CREATE ... IF NOT EXISTS, again after a timeout:
+// a schema change waits for the cluster's schema agreement, which on a
+// loaded node can outlast a request's timeout (seen in the e2e suite at a
+// load average of 20 on 2 cores), and repeating one is harmless.
+func schemaChange(ctx context.Context, s *gocql.Session, log *slog.Logger, stmt string) error {
+	var err error
+	for attempt := range 5 {
+		if err = s.Query(stmt).WithContext(ctx).Exec(); err == nil || !unavailable(err) {
+			return err
+		}
+		log.Warn("cassandra schema change timed out; trying again", "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt+1) * time.Second):
+		}
+	}
+	return err
 }
 
 // classify translates driver errors, once, into store's: a missing row is

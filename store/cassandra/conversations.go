@@ -20,9 +20,11 @@ func (db *DB) query(ctx context.Context, stmt string, args ...any) *gocql.Query 
 
 // EnsureDirect creates the conversation with a lightweight transaction,
 // the one place where two writers must agree (two first messages between
-// the same pair at once). The rows derived from it (each participant's
-// list row, contacts) are written every time, from the stored row, so a
-// call interrupted after the transaction is completed by the next one.
+// the same pair at once). The rows derived from it (the opener a's list
+// row, both participants' contacts) are written every time, from the
+// stored row, so a call interrupted after the transaction is completed by
+// the next one. The peer's list row is written with the first message
+// (SaveMessages): an empty conversation is listed for its opener only.
 func (db *DB) EnsureDirect(ctx context.Context, id, a, b string, at int64) error {
 	want := []string{a, b}
 	slices.Sort(want)
@@ -41,14 +43,13 @@ func (db *DB) EnsureDirect(ctx context.Context, id, a, b string, at int64) error
 		}
 		at, _ = existing["created_at"].(int64)
 	}
+	if err := db.listDirect(ctx, id, a, b, at).Exec(); err != nil {
+		return fmt.Errorf("ensure direct conversation %s: list of %s: %w", id, a, classify(err))
+	}
 	for _, user := range want {
 		peer := a
 		if user == a {
 			peer = b
-		}
-		if err := db.query(ctx, `UPDATE user_conversations SET type = ?, peer_id = ?, group_id = '', created_at = ?
-			WHERE user_id = ? AND conversation_id = ?`, store.ConversationDirect, peer, at, user, id).Exec(); err != nil {
-			return fmt.Errorf("ensure direct conversation %s: list of %s: %w", id, user, classify(err))
 		}
 		if err := db.query(ctx, `INSERT INTO contacts (user_id, contact_id) VALUES (?, ?)`, user, peer).Exec(); err != nil {
 			return fmt.Errorf("ensure direct conversation %s: contacts of %s: %w", id, user, classify(err))
@@ -57,19 +58,38 @@ func (db *DB) EnsureDirect(ctx context.Context, id, a, b string, at int64) error
 	return nil
 }
 
+// listDirect writes user's list row of direct conversation id with peer
+// (not value-stamped cells: the same values every time).
+func (db *DB) listDirect(ctx context.Context, id, user, peer string, at int64) *gocql.Query {
+	return db.query(ctx, `UPDATE user_conversations SET type = ?, peer_id = ?, group_id = '', created_at = ?
+			WHERE user_id = ? AND conversation_id = ?`, store.ConversationDirect, peer, at, user, id)
+}
+
 // conversation is the conversations row.
 type conversation struct {
 	typ          string
 	participants []string
 	lastSeq      int64
+	createdAt    int64
+}
+
+// peerOf is user's peer in a direct conversation (user for self-chat).
+func (c conversation) peerOf(user string) string {
+	for _, p := range c.participants {
+		if p != user {
+			return p
+		}
+	}
+	return user
 }
 
 func (db *DB) conversation(ctx context.Context, id string) (conversation, error) {
 	var c conversation
-	err := db.query(ctx, `SELECT type, participants, last_seq FROM conversations WHERE id = ?`, id).
-		Scan(&c.typ, &c.participants, &c.lastSeq)
-	if err == nil && len(c.participants) == 0 {
-		// A row of value-stamped cells only: never created.
+	err := db.query(ctx, `SELECT type, participants, last_seq, created_at FROM conversations WHERE id = ?`, id).
+		Scan(&c.typ, &c.participants, &c.lastSeq, &c.createdAt)
+	if err == nil && c.typ == "" {
+		// A row of value-stamped cells only: never created. (A group
+		// whose members all left has a type and no participants.)
 		err = gocql.ErrNotFound
 	}
 	return c, classify(err)
@@ -114,7 +134,17 @@ func (db *DB) Conversation(ctx context.Context, conversationID, userID string) (
 		return store.ConversationSummary{}, fmt.Errorf("conversation %s: %w", conversationID, classify(err))
 	}
 	if !found || c.Type == "" {
-		return store.ConversationSummary{}, fmt.Errorf("conversation %s for %s: %w", conversationID, userID, store.ErrNotFound)
+		// Not in the user's list (yet): the peer of an empty direct
+		// conversation someone else opened still sees it by id.
+		conv, err := db.conversation(ctx, conversationID)
+		if err == nil && (conv.typ != store.ConversationDirect || !slices.Contains(conv.participants, userID)) {
+			err = store.ErrNotFound
+		}
+		if err != nil {
+			return store.ConversationSummary{}, fmt.Errorf("conversation %s for %s: %w", conversationID, userID, err)
+		}
+		c = store.ConversationSummary{ID: conversationID, Type: conv.typ, PeerID: conv.peerOf(userID),
+			CreatedAt: conv.createdAt, LastSeq: conv.lastSeq, LastReadSeq: c.LastReadSeq}
 	}
 	n, err := db.unread(ctx, c, userID)
 	if err != nil {

@@ -24,9 +24,15 @@ func (db *DB) EnsureDirect(ctx context.Context, id, a, b string, at int64) error
 			return err
 		}
 		if tag.RowsAffected() == 0 {
-			return checkDirect(ctx, tx, id, a, b)
+			if err := checkDirect(ctx, tx, id, a, b); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `UPDATE participants SET opened = true
+				WHERE conversation_id = $1 AND user_id = $2 AND NOT opened`, id, a)
+			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO participants (conversation_id, user_id) VALUES ($1, $2), ($1, $3)
+		// a opened it; for a == b the second row is the first's conflict.
+		_, err = tx.Exec(ctx, `INSERT INTO participants (conversation_id, user_id, opened) VALUES ($1, $2, true), ($1, $3, false)
 			ON CONFLICT DO NOTHING`, id, a, b)
 		return err
 	})
@@ -83,7 +89,7 @@ func (db *DB) SharesConversation(ctx context.Context, a, b string) (bool, error)
 const summaryQuery = `
 SELECT v.id, v.type, v.group_id, v.created_at, v.last_message_at, v.last_message_preview, v.last_seq, v.read_seq,
 	CASE WHEN v.type = 'user' THEN COALESCE(peer.user_id, v.viewer) ELSE '' END,
-	COALESCE(u.username, ''),
+	COALESCE(u.username, g.name, ''),
 	(SELECT COUNT(*) FROM messages m
 		WHERE m.conversation_id = v.id AND m.seq > v.read_seq AND m.sender_id <> v.viewer AND NOT m.deleted
 		AND NOT EXISTS (SELECT 1 FROM hidden_messages h
@@ -99,13 +105,16 @@ FROM (
 ) v
 LEFT JOIN participants peer ON v.type = 'user' AND peer.conversation_id = v.id AND peer.user_id <> v.viewer
 LEFT JOIN users u ON v.type = 'user' AND u.id = COALESCE(peer.user_id, v.viewer)
+LEFT JOIN group_chats g ON v.type = 'group' AND g.id = v.group_id
 ORDER BY v.activity_at DESC, v.id DESC`
 
 var (
 	oneSummaryQuery = fmt.Sprintf(summaryQuery, `p.user_id = $1 AND p.conversation_id = $2`, `1`)
 	// Row values compare (activity_at, id) lexicographically, which is the
-	// list order; $2 is false for the first page.
+	// list order; $2 is false for the first page. An empty direct
+	// conversation is listed only for a participant who opened it.
 	pageSummaryQuery = fmt.Sprintf(summaryQuery, `p.user_id = $1
+		AND (p.opened OR c.last_seq > 0 OR c.type <> 'user')
 		AND (NOT $2::boolean OR (CASE WHEN c.last_message_at > 0 THEN c.last_message_at ELSE c.created_at END, c.id) < ($3::bigint, $4::text))`,
 		`$5`)
 )

@@ -225,8 +225,30 @@ func (rs receiptStates) status(sender string, seq int64) string {
 
 // DeleteForEveryone keeps the row (a tombstone, so seq has no holes) and
 // its client_message_id (so a retry still finds it), and clears the
-// conversation's preview when it showed this message.
+// conversation's preview when it showed this message. secure_delete
+// zeroes the old content in the page; a truncating checkpoint then
+// drops the WAL frames that still hold it (see eraseWAL).
 func (db *DB) DeleteForEveryone(ctx context.Context, conversationID string, seq int64) error {
+	if err := db.deleteForEveryone(ctx, conversationID, seq); err != nil {
+		return err
+	}
+	db.eraseWAL(ctx)
+	return nil
+}
+
+// eraseWAL checkpoints the WAL into the database and truncates it, so
+// that no earlier frame (the page as it was before a deletion) stays in
+// the -wal file. It is best effort: while a reader holds an old snapshot
+// the checkpoint cannot complete (it waits up to the busy timeout), and
+// the frames go with the next deletion's checkpoint or are overwritten
+// as the WAL is reused. Deletions are rare; one checkpoint costs about a
+// WAL's worth of page writes.
+func (db *DB) eraseWAL(ctx context.Context) {
+	var busy, logFrames, done int
+	_ = db.w.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logFrames, &done)
+}
+
+func (db *DB) deleteForEveryone(ctx context.Context, conversationID string, seq int64) error {
 	return db.write(ctx, fmt.Sprintf("delete message %s/%d for everyone", conversationID, seq), func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE messages SET content = '', deleted = 1 WHERE conversation_id = ? AND seq = ?`, conversationID, seq)
 		if err != nil {

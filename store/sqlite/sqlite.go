@@ -84,7 +84,10 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	}
 	// IMMEDIATE transactions take the write lock at BEGIN, so a
 	// transaction that reads before writing cannot fail to upgrade.
-	w, err := sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous("+sync+")")+"&_txlock=immediate")
+	// secure_delete zeroes what a write removes from a page (the content
+	// of a message deleted for everyone) instead of leaving it in free
+	// space; only the writer writes.
+	w, err := sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous("+sync+")", "secure_delete(1)")+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

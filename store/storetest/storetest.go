@@ -44,8 +44,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentUse", testConcurrentUse},
 		{"NULCharacters", testNULCharacters},
 		{"ConcurrentEnsureDirect", testConcurrentEnsureDirect},
+		{"EmptyConversationListedForOpener", testEmptyConversationListedForOpener},
 		{"ConcurrentRefreshRotation", testConcurrentRefreshRotation},
 	}
+	tests = append(tests, pushTests...)
+	tests = append(tests, directoryTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -58,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, s)
 		})
 	}
+	runGroups(t, open)
 }
 
 // --- helpers ---
