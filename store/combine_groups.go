@@ -49,6 +49,7 @@ var _ interface {
 	Groups
 	GroupReceipts
 	ReceiptLog
+	GroupDirectory
 } = (*combinedGroups)(nil)
 
 func (c *combinedGroups) Group(ctx context.Context, groupID string) (Group, error) {
@@ -231,4 +232,55 @@ func (c *combined) ClientMessageIDs(ctx context.Context, fn func(senderID, clien
 		return errors.New("client message ids: the message store cannot list them")
 	}
 	return l.ClientMessageIDs(ctx, fn)
+}
+
+// The operator's group listing: groups and their members are the user
+// side's, a group's last message is the message side's (the user side's
+// copy of the conversation never sees a message).
+
+func (c *combinedGroups) directory() (GroupDirectory, error) {
+	d, ok := c.groups.(GroupDirectory)
+	if !ok {
+		return nil, fmt.Errorf("list groups: the user store has no group directory: %w", ErrUnavailable)
+	}
+	return d, nil
+}
+
+func (c *combinedGroups) ListGroups(ctx context.Context, after string, limit int) ([]GroupListing, error) {
+	d, err := c.directory()
+	if err != nil {
+		return nil, err
+	}
+	gs, err := d.ListGroups(ctx, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	for i := range gs {
+		g := &gs[i]
+		if g.LastSeq, err = c.MessageSide.LastSeq(ctx, g.ConversationID); err != nil {
+			return nil, fmt.Errorf("list groups: last seq of %s: %w", g.ID, err)
+		}
+		g.LastMessageAt = 0
+		if g.LastSeq == 0 {
+			continue
+		}
+		m, err := c.MessageSide.Message(ctx, g.ConversationID, g.LastSeq)
+		if errors.Is(err, ErrNotFound) {
+			continue // erased since: the seq stands, its time is gone
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list groups: last message of %s: %w", g.ID, err)
+		}
+		g.LastMessageAt = m.ServerTS
+	}
+	return gs, nil
+}
+
+// UserGroups is the user side's: membership and roles live there.
+func (c *combinedGroups) UserGroups(ctx context.Context, userID string) ([]UserGroup, error) {
+	d, err := c.directory()
+	if err != nil {
+		return nil, err
+	}
+	return d.UserGroups(ctx, userID)
 }
