@@ -16,6 +16,7 @@ func (r *runner) notePin(m jetstream.Msg) {
 	if h := m.Headers(); h != nil {
 		if id := h.Get(pinHeader); id != "" && id != r.pinID.Load() {
 			r.pinID.Store(id)
+			r.pinMoved.Store(true)
 		}
 	}
 }

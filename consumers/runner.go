@@ -122,6 +122,9 @@ type runner struct {
 	log  *slog.Logger
 	// pinID is the pin id of the last message (handback.go): a string.
 	pinID atomic.Value
+	// pinMoved is set when a message comes with a pin id other than the
+	// last one: this runner took the pin over (takeover.go).
+	pinMoved atomic.Bool
 	// deliveredBefore is the last CONV sequence delivered before this
 	// process started: anything up to it may have had its effect already.
 	deliveredBefore uint64
@@ -181,10 +184,23 @@ func (r *runner) source(m jetstream.Msg) (uint64, bool, error) {
 	return md.Sequence.Stream, maybe, nil
 }
 
-// run feeds batches to handle until ctx ends. Events arrive through
-// Consume (which keeps pull requests outstanding) and are grouped: one
-// blocking receive, then whatever else is already there.
+// run feeds batches to handle until ctx ends, starting over after a
+// takeover that found earlier events in flight elsewhere (takeover.go).
 func (r *runner) run(ctx context.Context, handle batchFunc) error {
+	for {
+		err := r.consume(ctx, handle)
+		if !errors.Is(err, errTakeover) {
+			return err
+		}
+		r.resetAfterTakeover(ctx)
+	}
+}
+
+// consume feeds batches to handle until ctx ends or a takeover needs a
+// reset (errTakeover). Events arrive through Consume (which keeps pull
+// requests outstanding) and are grouped: one blocking receive, then
+// whatever else is already there.
+func (r *runner) consume(ctx context.Context, handle batchFunc) (err error) {
 	ch := make(chan jetstream.Msg, r.opts.BatchSize)
 	done := make(chan struct{})
 	copts := []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(r.opts.BatchSize * 2), jetstream.PullExpiry(pullExpiry),
@@ -212,7 +228,8 @@ func (r *runner) run(ctx context.Context, handle batchFunc) error {
 	}
 	// What this runner received but never handled goes back at once
 	// rather than after the ack wait: on a cluster another node's runner
-	// of the same durable takes it during a rolling restart.
+	// of the same durable takes it during a rolling restart. After a
+	// takeover the pin stays here: this runner resets and goes on.
 	defer func() {
 		cc.Stop()
 		close(done)
@@ -221,7 +238,9 @@ func (r *runner) run(ctx context.Context, handle batchFunc) error {
 			case m := <-ch:
 				_ = m.Nak()
 			default:
-				r.handBackPin()
+				if !errors.Is(err, errTakeover) {
+					r.handBackPin()
+				}
 				return
 			}
 		}
@@ -247,6 +266,12 @@ func (r *runner) run(ctx context.Context, handle batchFunc) error {
 			}
 		}
 		batch = r.linger(ctx, ch, batch)
+		if r.pinMoved.Swap(false) && r.earlierInFlight(ctx, batch[0]) {
+			for _, m := range batch {
+				_ = m.Nak()
+			}
+			return errTakeover
+		}
 		r.process(ctx, batch, handle)
 	}
 }
