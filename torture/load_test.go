@@ -286,19 +286,23 @@ func (c *loadClient) sendError(f testnode.Frame) {
 
 // checkOrder counts fresh acks of one connection whose seq is not above
 // the previous fresh ack's in the same conversation, in send order;
-// c.mu is held.
+// c.mu is held. A send answered 503 or 429 and written again on the same
+// connection is placed at its last write: its ack answers that one.
 func (c *loadClient) checkOrder(log *connLog) {
+	lastWrite := map[string]int{}
+	for i, cmid := range log.sent {
+		lastWrite[cmid] = i
+	}
 	last := map[string]int64{}
-	for _, cmid := range log.sent {
+	for i, cmid := range log.sent {
 		a, ok := log.acks[cmid]
-		if !ok {
+		if !ok || lastWrite[cmid] != i {
 			continue
 		}
 		if a.Seq <= last[a.ConversationID] {
 			c.orderErrors = append(c.orderErrors, fmt.Sprintf("%s: %s got seq %d after seq %d on one connection", c.name, cmid, a.Seq, last[a.ConversationID]))
 		}
 		last[a.ConversationID] = a.Seq
-		delete(log.acks, cmid) // a cmid written twice on one connection counts once
 	}
 }
 
