@@ -125,6 +125,10 @@ type runner struct {
 	// pinMoved is set when a message comes with a pin id other than the
 	// last one: this runner took the pin over (takeover.go).
 	pinMoved atomic.Bool
+	// afterReset is set from a takeover's reset until its first
+	// redelivery arrives: what comes before it was delivered before the
+	// reset and is dropped (takeover.go).
+	afterReset bool
 	// deliveredBefore is the last CONV sequence delivered before this
 	// process started: anything up to it may have had its effect already.
 	deliveredBefore uint64
@@ -184,23 +188,10 @@ func (r *runner) source(m jetstream.Msg) (uint64, bool, error) {
 	return md.Sequence.Stream, maybe, nil
 }
 
-// run feeds batches to handle until ctx ends, starting over after a
-// takeover that found earlier events in flight elsewhere (takeover.go).
+// run feeds batches to handle until ctx ends. Events arrive through
+// Consume (which keeps pull requests outstanding) and are grouped: one
+// blocking receive, then whatever else is already there.
 func (r *runner) run(ctx context.Context, handle batchFunc) error {
-	for {
-		err := r.consume(ctx, handle)
-		if !errors.Is(err, errTakeover) {
-			return err
-		}
-		r.resetAfterTakeover(ctx)
-	}
-}
-
-// consume feeds batches to handle until ctx ends or a takeover needs a
-// reset (errTakeover). Events arrive through Consume (which keeps pull
-// requests outstanding) and are grouped: one blocking receive, then
-// whatever else is already there.
-func (r *runner) consume(ctx context.Context, handle batchFunc) (err error) {
 	ch := make(chan jetstream.Msg, r.opts.BatchSize)
 	done := make(chan struct{})
 	copts := []jetstream.PullConsumeOpt{jetstream.PullMaxMessages(r.opts.BatchSize * 2), jetstream.PullExpiry(pullExpiry),
@@ -228,8 +219,7 @@ func (r *runner) consume(ctx context.Context, handle batchFunc) (err error) {
 	}
 	// What this runner received but never handled goes back at once
 	// rather than after the ack wait: on a cluster another node's runner
-	// of the same durable takes it during a rolling restart. After a
-	// takeover the pin stays here: this runner resets and goes on.
+	// of the same durable takes it during a rolling restart.
 	defer func() {
 		cc.Stop()
 		close(done)
@@ -238,9 +228,7 @@ func (r *runner) consume(ctx context.Context, handle batchFunc) (err error) {
 			case m := <-ch:
 				_ = m.Nak()
 			default:
-				if !errors.Is(err, errTakeover) {
-					r.handBackPin()
-				}
+				r.handBackPin()
 				return
 			}
 		}
@@ -266,11 +254,11 @@ func (r *runner) consume(ctx context.Context, handle batchFunc) (err error) {
 			}
 		}
 		batch = r.linger(ctx, ch, batch)
-		if r.pinMoved.Swap(false) && r.earlierInFlight(ctx, batch[0]) {
-			for _, m := range batch {
-				_ = m.Nak()
-			}
-			return errTakeover
+		if batch = r.dropBeforeReset(batch); len(batch) == 0 {
+			continue
+		}
+		if r.pinMoved.Swap(false) && r.earlierInFlight(ctx, batch[0]) && r.resetToAckFloor(ctx) {
+			continue // this batch comes again, after the earlier events
 		}
 		r.process(ctx, batch, handle)
 	}

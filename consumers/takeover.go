@@ -2,29 +2,29 @@ package consumers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// errTakeover ends a consume loop that must reset its consumer before it
-// handles anything more.
-var errTakeover = errors.New("took the pin over with earlier events in flight elsewhere")
-
-// A pinned consumer's pin moves to another node when its holder dies or
-// stalls for streams.PinnedTTL. What the old holder had delivered and not
-// acked comes back only after the ack wait, while the new holder gets
-// the events after it at once: a conversation's events would reach INBOX
-// out of seq order. So the new holder, on its first batch, looks for
-// unacked events below it and, when there are, resets the consumer to its
-// ack floor: everything after the floor is delivered again, in stream
-// order, to this runner (the pin stays), and handled idempotently.
+// A pinned consumer's pin moves to another node when its holder dies,
+// stalls for streams.PinnedTTL or drains. What the old holder had
+// delivered and not acked comes back only after the ack wait, while the
+// new holder gets the events after it at once: a conversation's events
+// would reach INBOX out of seq order. So the new holder, on its first
+// batch, looks for unacked events below it and, when there are, resets
+// the consumer to its ack floor in place: the pull requests stay, the pin
+// stays, and everything after the floor is delivered again, to this
+// runner, in stream order. A reset restarts the consumer's delivery
+// sequence at 1, so what arrives with a delivery sequence above 1 before
+// the first redelivery was sent before the reset and is dropped: the
+// reset took it out of the pending set, and it comes again.
 
 // earlierInFlight reports whether events below first were delivered and
 // not acked: the consumer's ack floor is below first's predecessor. A
-// filtered consumer whose floor lags over events it never matched looks
-// the same; the reset costs it a redelivery of what it had in hand.
+// filtered consumer whose floor lags over events it never matched (a
+// fanout queue partition) looks the same; the reset then costs it a
+// redelivery of what it had in hand.
 func (r *runner) earlierInFlight(ctx context.Context, first jetstream.Msg) bool {
 	md, err := first.Metadata()
 	if err != nil {
@@ -46,17 +46,32 @@ func (r *runner) earlierInFlight(ctx context.Context, first jetstream.Msg) bool 
 	return true
 }
 
-// resetAfterTakeover resets the consumer to its ack floor. A reset that
-// fails (no consumer leader for a moment) is logged and consuming goes
-// on: the earlier events then come after the ack wait, out of order but
-// neither lost nor doubled, as before this check.
-func (r *runner) resetAfterTakeover(ctx context.Context) {
-	if ctx.Err() != nil {
-		return
-	}
+// resetToAckFloor resets the consumer and reports whether it did. One
+// that fails (no consumer leader for a moment) is logged and the batch
+// is handled as it is: the earlier events then come after the ack wait,
+// out of order but neither lost nor doubled.
+func (r *runner) resetToAckFloor(ctx context.Context) bool {
 	stream := r.cons.CachedInfo().Stream
 	if _, err := r.js.ResetConsumer(ctx, stream, r.name); err != nil {
 		r.log.Warn("could not reset the consumer after a takeover; earlier events come after the ack wait",
 			"err", fmt.Errorf("reset consumer %s to its ack floor: %w", r.name, err))
+		return false
 	}
+	r.afterReset = true
+	return true
+}
+
+// dropBeforeReset removes, after a reset, the events delivered before it,
+// up to the first redelivery (delivery sequence 1).
+func (r *runner) dropBeforeReset(batch []jetstream.Msg) []jetstream.Msg {
+	if !r.afterReset {
+		return batch
+	}
+	for i, m := range batch {
+		if md, err := m.Metadata(); err == nil && md.Sequence.Consumer == 1 {
+			r.afterReset = false
+			return batch[:copy(batch, batch[i:])]
+		}
+	}
+	return batch[:0]
 }
