@@ -52,6 +52,11 @@ type Config struct {
 	GroupRate float64
 	// ServerArgs are more flags for a spawned natter (--store postgres ...).
 	ServerArgs string
+	// Nodes is how many natter nodes --spawn starts: more than one form
+	// a JetStream cluster over loopback routes, sharing a database on
+	// PostgresURL; clients are spread over them.
+	Nodes       int
+	PostgresURL string
 
 	SourceIPs   int // client source addresses 127.0.0.1..127.0.0.N
 	Concurrency int // registrations, logins and dials at a time
@@ -75,6 +80,7 @@ func defaultConfig() Config {
 		Members:     20,
 		SourceIPs:   1,
 		Concurrency: 32,
+		Nodes:       1,
 	}
 }
 
@@ -100,6 +106,8 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.IntVar(&c.Members, "members", c.Members, "group: members per group (at most 500)")
 	fs.Float64Var(&c.GroupRate, "group-rate", c.GroupRate, "mix: messages per second per group sender (default: --rate)")
 	fs.StringVar(&c.ServerArgs, "server-args", c.ServerArgs, `more flags for a --spawn natter, space-separated (e.g. "--store postgres --postgres-url URL --fanout-queue-threshold 0")`)
+	fs.IntVar(&c.Nodes, "nodes", c.Nodes, "with --spawn: natter nodes to start; more than one form a NATS JetStream cluster on --postgres-url, and account i connects to node i mod N (both ends of a pair on different nodes)")
+	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "with --spawn: a PostgreSQL server for the spawned node's store, or the one the nodes share with --nodes above 1 (a database is created on it and dropped after)")
 	fs.IntVar(&c.SourceIPs, "source-ips", c.SourceIPs, "spread connections over source addresses 127.0.0.1..127.0.0.N, about 28k each (loopback targets only)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "registrations, logins and dials at a time")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print the report as one JSON object")
@@ -116,6 +124,9 @@ func (c Config) validate() error {
 	check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "--url must be an http(s) URL")
 	check(c.Fsync == "always" || c.Fsync == "interval", `--fsync must be "always" or "interval"`)
 	check(c.PID >= 0, "--pid must not be negative")
+	check(c.Nodes >= 1, "--nodes must be at least 1")
+	check(c.Nodes == 1 || c.Spawn, "--nodes above 1 needs --spawn (the bench starts the cluster)")
+	check(c.Nodes == 1 || c.PostgresURL != "", "--nodes above 1 needs --postgres-url: a cluster's nodes share their store")
 	if c.MetricsURL != "" {
 		m, err := url.Parse(c.MetricsURL)
 		check(err == nil && (m.Scheme == "http" || m.Scheme == "https") && m.Host != "", "--metrics-url must be an http(s) URL")
@@ -180,7 +191,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer t.Close()
 		e.target = t
 		e.api = newAPI(t.base, cfg.Concurrency, e.errs)
-		e.dial = newDialer(ctx, t.base, cfg.SourceIPs, e.errs)
+		e.dial = newDialer(ctx, t.bases, cfg.SourceIPs, e.errs)
 	}
 	rep, err := sc.run(ctx, e)
 	if err != nil {
@@ -270,16 +281,22 @@ func (e *env) progress(ctx context.Context, line func(elapsed time.Duration) str
 	return startProgress(ctx, e.stderr, progressEvery, line)
 }
 
-// serverPID is natter's pid, 0 when unknown.
-func (e *env) serverPID() int {
-	if e.target == nil {
-		return 0
+// serverPIDs are natter's pids (one per node), none when unknown.
+func (e *env) serverPIDs() []int {
+	switch {
+	case e.target == nil || e.target.pid == 0:
+		return nil
+	case len(e.target.pids) == 0:
+		return []int{e.target.pid}
 	}
-	return e.target.pid
+	return e.target.pids
 }
 
 // newReport starts the report of a scenario run against e's target.
 func (e *env) newReport(name string, params map[string]any) *Report {
+	if e.cfg.Nodes > 1 {
+		params["nodes"] = e.cfg.Nodes
+	}
 	r := &Report{Scenario: name, Params: params, Started: time.Now()}
 	if e.target != nil {
 		r.Target = e.target.base.String()

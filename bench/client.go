@@ -171,7 +171,7 @@ func (e *env) connectAll(ctx context.Context, accts []account, handler func(acco
 		return fmt.Sprintf("connections %d/%d", done.Load(), len(accts))
 	})
 	err := forEach(ctx, len(accts), e.cfg.Concurrency, func(ctx context.Context, i int) error {
-		c, err := e.dial.Dial(ctx, accts[i].Token, "", handler(accts[i]))
+		c, err := e.dial.DialAt(ctx, i, accts[i].Token, "", handler(accts[i]))
 		if err != nil {
 			return fmt.Errorf("connect %s: %w", accts[i].Username, err)
 		}

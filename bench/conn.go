@@ -71,24 +71,31 @@ var errConnClosed = errors.New("connection closed")
 
 // dialer opens natter WebSockets, spreading them over source addresses.
 type dialer struct {
-	life    context.Context // the connections end when it does
-	wsURL   url.URL
-	dialers []*websocket.Dialer
-	next    atomic.Uint64
-	errs    *ErrorCounts
+	life context.Context // the connections end when it does
+	// wsURLs are the nodes' WebSocket endpoints: one, or one per node of
+	// a cluster (--nodes).
+	wsURLs   []url.URL
+	dialers  []*websocket.Dialer
+	next     atomic.Uint64
+	nextNode atomic.Uint64
+	errs     *ErrorCounts
 }
 
-// newDialer dials the WebSocket endpoint of the natter at base; the
-// connections it opens end at the latest when life does. With sourceIPs > 1
-// connection k binds to 127.0.0.(1 + k mod sourceIPs): one source address
-// has about 28k ephemeral ports towards one server port.
-func newDialer(life context.Context, base *url.URL, sourceIPs int, errs *ErrorCounts) *dialer {
-	u := *base.JoinPath("/v1/ws")
-	u.Scheme = "ws"
-	if base.Scheme == "https" {
-		u.Scheme = "wss"
+// newDialer dials the WebSocket endpoints of the natters at bases (one
+// node, or each node of a cluster); the connections it opens end at the
+// latest when life does. With sourceIPs > 1 connection k binds to
+// 127.0.0.(1 + k mod sourceIPs): one source address has about 28k
+// ephemeral ports towards one server port.
+func newDialer(life context.Context, bases []*url.URL, sourceIPs int, errs *ErrorCounts) *dialer {
+	d := &dialer{life: life, errs: errs}
+	for _, base := range bases {
+		u := *base.JoinPath("/v1/ws")
+		u.Scheme = "ws"
+		if base.Scheme == "https" {
+			u.Scheme = "wss"
+		}
+		d.wsURLs = append(d.wsURLs, u)
 	}
-	d := &dialer{life: life, wsURL: u, errs: errs}
 	pool := &sync.Pool{} // write buffers only while writing: idle connections hold none
 	for k := range max(sourceIPs, 1) {
 		nd := &net.Dialer{Timeout: handshakeTimeout}
@@ -137,9 +144,16 @@ type Conn struct {
 // Dial opens a WebSocket with token, from cursor unless it is empty, and
 // starts its goroutines; ctx bounds the opening only. handle runs on the
 // reader goroutine with the time the frame was read; it must not keep f,
-// block, or call Close.
+// block, or call Close. On a cluster the nodes take turns.
 func (d *dialer) Dial(ctx context.Context, token, cursor string, handle func(f *inbound, at time.Time)) (*Conn, error) {
-	u := d.wsURL
+	return d.DialAt(ctx, int(d.nextNode.Add(1)-1), token, cursor, handle)
+}
+
+// DialAt is Dial to node i mod the number of nodes: account i of a
+// scenario goes to node i mod N, so both ends of a pair (accounts 2k and
+// 2k+1) are on different nodes of a cluster.
+func (d *dialer) DialAt(ctx context.Context, i int, token, cursor string, handle func(f *inbound, at time.Time)) (*Conn, error) {
+	u := d.wsURLs[i%len(d.wsURLs)]
 	q := url.Values{"access_token": {token}}
 	if cursor != "" {
 		q.Set("cursor", cursor)

@@ -77,6 +77,25 @@ func readProc(pid int) (procSample, error) {
 	return s, sc.Err()
 }
 
+// readProcs is readProc summed over the processes of a cluster's nodes
+// (CPU, RSS and peak RSS add up; one process is readProc).
+func readProcs(pids []int) (procSample, error) {
+	var sum procSample
+	for i, pid := range pids {
+		s, err := readProc(pid)
+		if err != nil {
+			return sum, err
+		}
+		if i == 0 {
+			sum.At = s.At
+		}
+		sum.CPU += s.CPU
+		sum.RSS += s.RSS
+		sum.PeakRSS += s.PeakRSS
+	}
+	return sum, nil
+}
+
 // cpuPercent is the CPU the process used between two samples, in percent
 // of one core.
 func cpuPercent(a, b procSample) float64 {
@@ -93,7 +112,8 @@ func cpuPercent(a, b procSample) float64 {
 // failed read is logged once and leaves the statistics out of the
 // report.
 type procWatch struct {
-	pid     int
+	// pids are the processes watched: one, or a cluster's nodes, summed.
+	pids    []int
 	metrics *metricsReader // nil: /proc
 	start   procSample
 	counts  serverCounters // at start, from metrics
@@ -106,16 +126,17 @@ const (
 	sourceProc    = "proc"
 )
 
-// newProcWatch starts watching process pid through /proc; 0 watches
-// nothing.
-func newProcWatch(log *slog.Logger, pid int) *procWatch {
-	w := &procWatch{pid: pid}
-	if pid == 0 {
+// newProcWatch starts watching processes pids (summed) through /proc;
+// none watches nothing.
+func newProcWatch(log *slog.Logger, pids ...int) *procWatch {
+	w := &procWatch{pids: pids}
+	if len(pids) == 0 || pids[0] == 0 {
+		w.pids = nil
 		return w
 	}
-	s, err := readProc(pid)
+	s, err := readProcs(pids)
 	if err != nil {
-		log.Warn("no process statistics", "pid", pid, "err", err)
+		log.Warn("no process statistics", "pids", pids, "err", err)
 		return w
 	}
 	w.start, w.ok = s, true
@@ -126,7 +147,7 @@ func newProcWatch(log *slog.Logger, pid int) *procWatch {
 // metrics URL that answers, else through /proc when its pid is known.
 func (e *env) watchServer() *procWatch {
 	if e.target != nil && e.target.metricsURL != "" {
-		w := &procWatch{pid: e.serverPID(), metrics: newMetricsReader(e.target.metricsURL)}
+		w := &procWatch{pids: e.serverPIDs(), metrics: newMetricsReader(e.target.metricsURL)}
 		s, c, err := w.metrics.read(context.Background())
 		if err == nil {
 			w.start, w.counts, w.ok = s, c, true
@@ -134,10 +155,10 @@ func (e *env) watchServer() *procWatch {
 		}
 		e.log.Warn("server figures not from its metrics", "url", e.target.metricsURL, "err", err)
 	}
-	if e.serverPID() == 0 {
+	if len(e.serverPIDs()) == 0 {
 		e.log.Warn("no server statistics: pass --metrics-url or --pid, or --spawn")
 	}
-	return newProcWatch(e.log, e.serverPID())
+	return newProcWatch(e.log, e.serverPIDs()...)
 }
 
 // read samples the process now.
@@ -147,7 +168,7 @@ func (w *procWatch) read() (procSample, serverCounters, error) {
 		defer cancel()
 		return w.metrics.read(ctx)
 	}
-	s, err := readProc(w.pid)
+	s, err := readProcs(w.pids)
 	return s, serverCounters{}, err
 }
 
@@ -171,11 +192,14 @@ func (w *procWatch) stats() *ProcStats {
 		return nil
 	}
 	st := &ProcStats{
-		PID:        w.pid,
+		PID:        w.firstPID(),
 		Source:     sourceProc,
 		CPUPercent: cpuPercent(w.start, end),
 		RSSBytes:   end.RSS,
 		PeakRSS:    end.PeakRSS,
+	}
+	if len(w.pids) > 1 {
+		st.PIDs = w.pids
 	}
 	if w.metrics != nil {
 		st.Source, st.MetricsURL = sourceMetrics, w.metrics.url
@@ -223,11 +247,18 @@ func (w *procWatch) now() (procSample, bool) {
 	if !w.ok {
 		return procSample{}, false
 	}
-	if w.pid > 0 {
-		if s, err := readProc(w.pid); err == nil {
+	if len(w.pids) > 0 {
+		if s, err := readProcs(w.pids); err == nil {
 			return s, true
 		}
 	}
 	s, _, err := w.read()
 	return s, err == nil
+}
+
+func (w *procWatch) firstPID() int {
+	if len(w.pids) == 0 {
+		return 0
+	}
+	return w.pids[0]
 }

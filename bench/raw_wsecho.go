@@ -31,7 +31,7 @@ func runRawWSEcho(ctx context.Context, e *env) (*Report, error) {
 		return nil, err
 	}
 	defer srv.Close()
-	d := newDialer(ctx, srv.url, cfg.SourceIPs, e.errs)
+	d := newDialer(ctx, []*url.URL{srv.url}, cfg.SourceIPs, e.errs)
 	clients := make([]*echoClient, cfg.Conns)
 	defer func() {
 		for _, c := range clients {

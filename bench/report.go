@@ -137,6 +137,8 @@ type Latencies struct {
 // ProcStats describes a process over the measured window.
 type ProcStats struct {
 	PID int `json:"pid,omitempty"` // 0 when only its metrics are known
+	// PIDs are a spawned cluster's nodes (--nodes), whose figures are summed.
+	PIDs []int `json:"pids,omitempty"`
 	// Source is where the figures come from: "metrics" (the server's
 	// /metrics at MetricsURL) or "proc" (/proc/PID).
 	Source     string  `json:"source"`
@@ -292,6 +294,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 			src := "/proc"
 			if p.s.Source == sourceMetrics {
 				src = "its metrics"
+			}
+			if n := len(p.s.PIDs); n > 1 {
+				src = fmt.Sprintf("/proc, %d nodes summed", n)
 			}
 			row(p.name+" figures from", src)
 			row(p.name+" CPU", fmt.Sprintf("%.0f%%", p.s.CPUPercent))

@@ -28,7 +28,7 @@ func startFake(t *testing.T) (*fakeNatter, string) {
 // runBench runs Main with args and --json and decodes the report.
 func runBench(t *testing.T, args ...string) (*Report, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a cluster waits for its quorum
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	err := Main(ctx, append(args, "--json"), &stdout, &stderr)

@@ -18,18 +18,24 @@ const (
 	stopTimeout   = 15 * time.Second // SIGTERM, then SIGKILL
 )
 
-// target is the natter under test.
+// target is the natter under test: one node, or the nodes of a cluster
+// the bench spawned (--nodes).
 type target struct {
-	base *url.URL
-	pid  int // 0 when unknown: no server statistics
+	base *url.URL // the first node: accounts and REST go there
+	// bases are every node's base URL; clients are spread over them.
+	bases []*url.URL
+	pid   int   // the first node's; 0 when unknown: no server statistics
+	pids  []int // every node's: CPU and RSS are their sum
 	// natsURL reaches natter's NATS; empty when unknown.
 	natsURL string
 	// metricsURL is natter's Prometheus /metrics, where the server's
 	// figures come from when it answers (else /proc, with pid).
 	metricsURL string
 
-	node *testnode.Node // set when the bench spawned the server
-	log  *slog.Logger
+	node    *testnode.Node    // set when the bench spawned one server
+	cluster *testnode.Cluster // set when it spawned a cluster
+	dirs    []string          // the cluster's data directories, removed on Close
+	log     *slog.Logger
 }
 
 // openTarget spawns a natter or checks that the one at cfg.URL is healthy.
@@ -41,7 +47,7 @@ func openTarget(ctx context.Context, cfg Config, log *slog.Logger) (*target, err
 	if err != nil {
 		return nil, fmt.Errorf("parse --url: %w", err)
 	}
-	t := &target{base: base, pid: cfg.PID, natsURL: cfg.NATSURL, metricsURL: cfg.MetricsURL, log: log}
+	t := &target{base: base, bases: []*url.URL{base}, pid: cfg.PID, pids: []int{cfg.PID}, natsURL: cfg.NATSURL, metricsURL: cfg.MetricsURL, log: log}
 	if t.metricsURL == "" {
 		t.metricsURL = base.JoinPath("/metrics").String()
 	}
@@ -63,19 +69,59 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*target, error) {
 		}
 		bin = exe
 	}
-	n, err := testnode.Launch(ctx, testnode.Options{
+	opts := testnode.Options{
 		Binary:   bin,
 		Flags:    append([]string{"--fsync", cfg.Fsync}, strings.Fields(cfg.ServerArgs)...),
 		Ready:    healthTimeout,
 		LogBytes: 64 << 10,
 		NATS:     cfg.Presence, // idle reads the presence bucket's writes
-	})
+	}
+	if cfg.Nodes > 1 {
+		return spawnCluster(ctx, cfg, opts, log)
+	}
+	// One node on PostgreSQL too, for a comparison with a cluster.
+	opts.PostgresURL = cfg.PostgresURL
+	n, err := testnode.Launch(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("spawn %s: %w", bin, err)
 	}
-	t := &target{base: &url.URL{Scheme: "http", Host: n.Addr()}, pid: n.Pid(), natsURL: n.NATSURL(), node: n, log: log}
+	base := &url.URL{Scheme: "http", Host: n.Addr()}
+	t := &target{base: base, bases: []*url.URL{base}, pid: n.Pid(), pids: []int{n.Pid()}, natsURL: n.NATSURL(), node: n, log: log}
 	t.metricsURL = t.base.JoinPath("/metrics").String()
 	log.Info("spawned natter", "pid", t.pid, "url", t.base.String(), "fsync", cfg.Fsync, "dir", n.DataDir())
+	return t, nil
+}
+
+// spawnCluster starts cfg.Nodes nodes forming one JetStream cluster on
+// loopback routes, sharing a database created on cfg.PostgresURL
+// (testnode.LaunchCluster), and returns once every node is ready. The
+// server's figures are the nodes' /proc summed: each node's /metrics
+// counts only its own part.
+func spawnCluster(ctx context.Context, cfg Config, opts testnode.Options, log *slog.Logger) (*target, error) {
+	t := &target{log: log}
+	for range cfg.Nodes {
+		dir, err := os.MkdirTemp("", "natter-bench-node-")
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
+		t.dirs = append(t.dirs, dir)
+	}
+	opts.PostgresURL = cfg.PostgresURL
+	opts.Ready = 2 * healthTimeout // the nodes wait for their quorum
+	c, err := testnode.LaunchCluster(ctx, t.dirs, opts)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("spawn a cluster of %d nodes: %w", cfg.Nodes, err)
+	}
+	t.cluster = c
+	for _, n := range c.Nodes() {
+		t.bases = append(t.bases, &url.URL{Scheme: "http", Host: n.Addr()})
+		t.pids = append(t.pids, n.Pid())
+	}
+	t.base, t.pid = t.bases[0], t.pids[0]
+	t.natsURL = c.Node(0).NATSURL()
+	log.Info("spawned a natter cluster", "nodes", cfg.Nodes, "pids", t.pids, "first", t.base.String(), "fsync", cfg.Fsync)
 	return t, nil
 }
 
@@ -112,6 +158,16 @@ func (t *target) waitHealthy(ctx context.Context, timeout time.Duration) error {
 // and removes its directory; it does nothing for a server it did not
 // start. Safe to call twice.
 func (t *target) Close() {
+	if t.cluster != nil {
+		if err := t.cluster.Close(); err != nil { // SIGTERM each node, drop the database
+			t.log.Warn("stop the spawned cluster", "err", err)
+		}
+		t.cluster = nil
+	}
+	for _, dir := range t.dirs {
+		_ = os.RemoveAll(dir)
+	}
+	t.dirs = nil
 	if t.node == nil {
 		return
 	}
