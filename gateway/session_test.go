@@ -85,7 +85,8 @@ func (stubSub) Unsubscribe() error    { return nil }
 
 type stubCore struct {
 	pointErr error
-	stored   [][]byte // events 1..n of the user
+	point    chan struct{} // when set, SyncPoint waits for it to close
+	stored   [][]byte      // events 1..n of the user
 	sends    []schema.SendRequest
 	mu       sync.Mutex
 }
@@ -105,6 +106,9 @@ func (s *stubCore) Presence(_ context.Context, _, id string) schema.Presence {
 	return schema.Presence{Type: schema.TypePresence, UserID: id, Status: "offline"}
 }
 func (s *stubCore) SyncPoint(_ context.Context, _, cursor string) (uint64, uint64, error) {
+	if s.point != nil {
+		<-s.point
+	}
 	if s.pointErr != nil {
 		return 0, 0, s.pointErr
 	}
@@ -199,6 +203,51 @@ func TestSessionReplaysThenSyncsThenAnswersFrames(t *testing.T) {
 	}
 	if len(core.sends) != 1 {
 		t.Fatalf("%d sends reached chat, want 1", len(core.sends))
+	}
+}
+
+// The reader answers the bare ping itself only while the writer waits:
+// a ping read during the replay is answered after synced, not in the
+// middle of the replay or before it.
+func TestSessionPongWaitsForSynced(t *testing.T) {
+	core := &stubCore{stored: [][]byte{[]byte(`{"type":"message","seq":1}`), []byte(`{"type":"message","seq":2}`)}, point: make(chan struct{})}
+	s, conn := startSession(t, core, "1")
+	conn.in <- pingFrame
+	for deadline := time.Now().Add(20 * time.Second); len(s.out) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the ping was not answered or queued")
+		}
+	}
+	close(core.point)
+	for _, want := range []string{"message", "synced", "pong"} {
+		if f := next(t, conn); f["type"] != want {
+			t.Fatalf("got %v, want a %s", f, want)
+		}
+	}
+	// Once the writer waits, the reader answers at once.
+	conn.in <- pingFrame
+	if f := next(t, conn); f["type"] != "pong" {
+		t.Fatalf("got %v, want a pong", f)
+	}
+}
+
+func TestPingDueAllowsAClientsTimerJitter(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		heartbeat, silence, quiet time.Duration
+		due                       bool
+	}{
+		{25 * time.Second, 30 * time.Second, 24 * time.Second, false},
+		{25 * time.Second, 30 * time.Second, 26 * time.Second, false}, // a client pinging every 25 s, a little late
+		{25 * time.Second, 30 * time.Second, 28 * time.Second, true},
+		{25 * time.Second, 25 * time.Second, 26 * time.Second, true}, // no room for slack: every heartbeat
+		{time.Second, time.Second, 1100 * time.Millisecond, true},
+	} {
+		s := &session{cfg: sessionConfig{Heartbeat: c.heartbeat, Silence: c.silence}}
+		s.heard.Store(now.Add(-c.quiet).UnixNano())
+		if got := s.pingDue(now); got != c.due {
+			t.Errorf("heartbeat %v, silence %v, quiet for %v: ping due %v, want %v", c.heartbeat, c.silence, c.quiet, got, c.due)
+		}
 	}
 }
 

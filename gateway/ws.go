@@ -300,6 +300,13 @@ type session struct {
 	// count): the writer skips its ping while the client keeps talking.
 	heard atomic.Int64
 
+	// wmu is held by whoever writes to the socket: the writer goroutine
+	// from before its replay to its end, except while it waits for work,
+	// or the reader answering a ping while the writer waits (pong).
+	// wdone: the writer has finished, nothing more may be written.
+	wmu   sync.Mutex
+	wdone bool
+
 	// Owned by the writer: what it has seen of the live subscription.
 	inboxSub   liveSub
 	dropped    int
@@ -397,6 +404,7 @@ func (s *session) run(cursor string) {
 	defer expiry.Stop()
 
 	writerDone := make(chan struct{})
+	s.wmu.Lock() // the writer's until its replay and synced are written
 	go func() {
 		defer close(writerDone)
 		s.writeLoop(s.ctx, cursor)
@@ -412,6 +420,9 @@ func (s *session) readLoop(ctx context.Context) {
 	defer close(s.readDone)
 	deadline := func() { _ = s.conn.SetReadDeadline(time.Now().Add(s.cfg.Silence + s.cfg.Heartbeat)) }
 	deadline()
+	// The handshake is the client's first word: a client that pings every
+	// heartbeat from its connect on needs no ping of ours in between.
+	s.heard.Store(time.Now().UnixNano())
 	s.conn.SetPongHandler(func(string) error { deadline(); return nil })
 	// A hard cap far above the read limit: frames between the two are
 	// drained and refused with 413 while the connection lives on.
@@ -440,7 +451,7 @@ func (s *session) readLoop(ctx context.Context) {
 		if bytes.Equal(raw, pingFrame) {
 			// The idle client's heartbeat, most frames of an idle
 			// server: answered here, without a worker or JSON.
-			s.enqueue(pongFrame)
+			s.pong()
 		} else if !s.frames.begin() {
 			s.refuse(raw) // draining: not handled, the client sends it again
 		} else {
@@ -451,6 +462,26 @@ func (s *session) readLoop(ctx context.Context) {
 			return
 		default:
 		}
+	}
+}
+
+// pong answers the exact ping frame on the reader's goroutine when the
+// writer is waiting and nothing is queued before it: handing it to the
+// writer costs a second goroutine wakeup per ping, which at idle is about
+// half the server's CPU (docs/benchmarks.md section 20). Otherwise it is
+// queued like any answer, so it never overtakes one or goes before synced.
+func (s *session) pong() {
+	if len(s.out) > 0 || !s.wmu.TryLock() {
+		s.enqueue(pongFrame)
+		return
+	}
+	var err error
+	if !s.wdone {
+		err = s.write(pongFrame)
+	}
+	s.wmu.Unlock()
+	if err != nil {
+		s.close(closeTooSlow, "write failed: reconnect with your cursor")
 	}
 }
 
@@ -504,8 +535,11 @@ func (s *session) handleFrame(ctx context.Context, raw []byte) {
 }
 
 // writeLoop owns the write side of the socket until the session closes.
+// It starts with s.wmu held (run takes it) and holds it except while it
+// waits for work.
 func (s *session) writeLoop(ctx context.Context, cursor string) {
 	defer s.conn.Close()
+	defer func() { s.wdone = true; s.wmu.Unlock() }()
 	var c uint64
 	var err error
 	s.hold()
@@ -527,24 +561,24 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 	defer ping.Stop()
 	for {
 		var err error
+		s.wmu.Unlock()
 		select {
 		case f := <-s.out:
+			s.wmu.Lock()
 			s.holdIfMore()
 			err = s.write(f)
 		case m := <-s.events:
+			s.wmu.Lock()
 			s.holdIfMore()
 			c, err = s.live(ctx, m, c)
 		case now := <-ping.C:
-			// A client that sent a frame within the last heartbeat is
-			// alive and has its read deadline pushed back: a ping would
-			// only cost both sides a wakeup (half the CPU of an idle
-			// connection whose client pings). One that only answers
-			// pongs gets a ping every heartbeat.
-			if now.UnixNano()-s.heard.Load() < int64(s.cfg.Heartbeat) {
+			s.wmu.Lock()
+			if !s.pingDue(now) {
 				continue
 			}
 			err = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout))
 		case <-s.quit:
+			s.wmu.Lock()
 			s.flush()
 			s.writeClose()
 			s.awaitClientClose()
@@ -574,6 +608,24 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 			return
 		}
 	}
+}
+
+// pingDue says whether the writer's tick should ping. A client that sent
+// a frame lately is alive and has its read deadline pushed back: a ping
+// would only cost both sides a wakeup (half the CPU of an idle connection
+// whose client pings). "Lately" is one heartbeat plus a tenth, because a
+// client pinging every heartbeat_ms, as synced tells it to, is a few
+// milliseconds late as often as early: without the slack about half of
+// such clients got a ping too (docs/benchmarks.md section 20). The slack
+// is taken only where the silence allowed leaves the same margin for the
+// pong as the slack itself; a client that only answers pongs gets a ping
+// every heartbeat.
+func (s *session) pingDue(now time.Time) bool {
+	quiet := s.cfg.Heartbeat
+	if slack := quiet / 10; s.cfg.Silence-slack >= quiet+slack {
+		quiet += slack
+	}
+	return now.UnixNano()-s.heard.Load() >= int64(quiet)
 }
 
 // hold starts collecting frames for one socket write.
