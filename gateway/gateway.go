@@ -116,6 +116,7 @@ type Gateway struct {
 	log       *slog.Logger
 	core      *chat.Core
 	stacks    *stackPool
+	pinger    *pinger
 	authLimit *chat.Limiter
 	// wsCap and pollCap cap each user's WebSockets and long-polls.
 	wsCap, pollCap *userCap
@@ -133,6 +134,7 @@ func New(cfg Config, core *chat.Core) *Gateway {
 	return &Gateway{
 		cfg: cfg, log: cfg.Logger, core: core,
 		stacks:         newStackPool(),
+		pinger:         newPinger(cfg.Heartbeat),
 		authLimit:      chat.NewLimiter(cfg.RateLimit, cfg.AuthRate, cfg.AuthBurst).OnRefuse(func() { cfg.RateLimited("auth") }),
 		wsCap:          newUserCap("WebSockets", cfg.MaxWSPerUser),
 		pollCap:        newUserCap("long-polls", cfg.MaxPollsPerUser),
@@ -142,10 +144,10 @@ func New(cfg Config, core *chat.Core) *Gateway {
 }
 
 // Run runs the gateway's own goroutines (the connection worker pool, the
-// address limiter's sweep) until ctx ends.
+// WebSocket pinger, the address limiter's sweep) until ctx ends.
 func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context) error{g.stacks.Run, g.authLimit.Run} {
+	for _, run := range []func(context.Context) error{g.stacks.Run, g.pinger.Run, g.authLimit.Run} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -356,3 +356,46 @@ func TestSessionWritesReadyFramesAsOneBatch(t *testing.T) {
 		t.Fatalf("%d frames held, %d not, %d batches; want 6 held (synced, then the 5 answers) in 2 batches", conn.held, conn.unheld, conn.flushes)
 	}
 }
+
+// The pinger asks a quiet session's writer for one ping per heartbeat and
+// leaves a talking one alone.
+func TestPingerAsksQuietSessionsOnly(t *testing.T) {
+	const hb = 25 * time.Second
+	p := newPinger(hb)
+	cfg := sessionConfig{Heartbeat: hb, Silence: 30 * time.Second}
+	quiet := newSession(&stubCore{}, newPipeConn(), chat.Claims{}, cfg)
+	talking := newSession(&stubCore{}, newPipeConn(), chat.Claims{}, cfg)
+	p.add(quiet)
+	p.add(talking)
+	start := time.Now()
+	quiet.heard.Store(start.UnixNano())
+	asked := func(s *session) bool {
+		select {
+		case <-s.pingNow:
+			return true
+		default:
+			return false
+		}
+	}
+	var pings int
+	for now := start; now.Before(start.Add(100 * time.Second)); now = now.Add(p.every) {
+		talking.heard.Store(now.Add(-time.Second).UnixNano())
+		p.sweep(now)
+		if asked(quiet) {
+			pings++
+		}
+		if asked(talking) {
+			t.Fatalf("a talking client was pinged at +%v", now.Sub(start))
+		}
+	}
+	// The first sweep past a heartbeat and its slack (+28 s), then every
+	// heartbeat: +53 s, +78 s.
+	if pings != 3 {
+		t.Fatalf("%d pings to a quiet client in 100 s, want 3", pings)
+	}
+	p.remove(quiet)
+	p.sweep(start.Add(200 * time.Second))
+	if asked(quiet) {
+		t.Fatal("a removed session was pinged")
+	}
+}

@@ -113,6 +113,8 @@ func (g *Gateway) startSession(conn wsConn, batch frameBatcher, claims chat.Clai
 			defer onEnd()
 		}
 		defer g.core.Sessions.Remove(s)
+		g.pinger.add(s)
+		defer g.pinger.remove(s)
 		open.Add(1)
 		defer open.Add(-1)
 		s.run(cursor)
@@ -297,8 +299,12 @@ type session struct {
 	presence presenceSub
 
 	// heard is when the client last sent a frame (unix ns; pongs do not
-	// count): the writer skips its ping while the client keeps talking.
-	heard atomic.Int64
+	// count): no ping is sent while the client keeps talking. pinged is
+	// when the pinger last asked for a ping, pingNow how it asks the
+	// writer (pinger.go).
+	heard   atomic.Int64
+	pinged  atomic.Int64
+	pingNow chan struct{}
 
 	// wmu is held by whoever writes to the socket: the writer goroutine
 	// from before its replay to its end, except while it waits for work,
@@ -331,6 +337,7 @@ func newSession(core sessionCore, conn wsConn, claims chat.Claims, cfg sessionCo
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 		readDone: make(chan struct{}),
+		pingNow:  make(chan struct{}, 1),
 	}
 }
 
@@ -557,8 +564,6 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 		s.awaitClientClose()
 		return
 	}
-	ping := time.NewTicker(s.cfg.Heartbeat)
-	defer ping.Stop()
 	for {
 		var err error
 		s.wmu.Unlock()
@@ -571,11 +576,8 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 			s.wmu.Lock()
 			s.holdIfMore()
 			c, err = s.live(ctx, m, c)
-		case now := <-ping.C:
+		case <-s.pingNow:
 			s.wmu.Lock()
-			if !s.pingDue(now) {
-				continue
-			}
 			err = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeTimeout))
 		case <-s.quit:
 			s.wmu.Lock()
@@ -610,22 +612,24 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 	}
 }
 
-// pingDue says whether the writer's tick should ping. A client that sent
-// a frame lately is alive and has its read deadline pushed back: a ping
-// would only cost both sides a wakeup (half the CPU of an idle connection
-// whose client pings). "Lately" is one heartbeat plus a tenth, because a
-// client pinging every heartbeat_ms, as synced tells it to, is a few
-// milliseconds late as often as early: without the slack about half of
-// such clients got a ping too (docs/benchmarks.md section 20). The slack
-// is taken only where the silence allowed leaves the same margin for the
-// pong as the slack itself; a client that only answers pongs gets a ping
-// every heartbeat.
+// pingDue says whether the server should ping now: at most once a
+// heartbeat, and not while the client talks. A client that sent a frame
+// lately is alive and has its read deadline pushed back: a ping would only
+// cost both sides a wakeup (half the CPU of an idle connection whose
+// client pings). "Lately" is one heartbeat plus a tenth, because a client
+// pinging every heartbeat_ms, as synced tells it to, is a few milliseconds
+// late as often as early: without the slack about half of such clients got
+// a ping too (docs/benchmarks.md section 20). The slack is taken only
+// where the silence allowed leaves the same margin for the pong as the
+// slack itself; a client that only answers pongs gets a ping every
+// heartbeat.
 func (s *session) pingDue(now time.Time) bool {
 	quiet := s.cfg.Heartbeat
 	if slack := quiet / 10; s.cfg.Silence-slack >= quiet+slack {
 		quiet += slack
 	}
-	return now.UnixNano()-s.heard.Load() >= int64(quiet)
+	t := now.UnixNano()
+	return t-s.heard.Load() >= int64(quiet) && t-s.pinged.Load() >= int64(s.cfg.Heartbeat)
 }
 
 // hold starts collecting frames for one socket write.
