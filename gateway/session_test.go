@@ -213,7 +213,7 @@ func TestSessionPongWaitsForSynced(t *testing.T) {
 	core := &stubCore{stored: [][]byte{[]byte(`{"type":"message","seq":1}`), []byte(`{"type":"message","seq":2}`)}, point: make(chan struct{})}
 	s, conn := startSession(t, core, "1")
 	conn.in <- pingFrame
-	for deadline := time.Now().Add(20 * time.Second); len(s.out) == 0; time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); s.out.len() == 0; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the ping was not answered or queued")
 		}
@@ -333,7 +333,7 @@ func TestSessionWritesReadyFramesAsOneBatch(t *testing.T) {
 	s := newSession(&stubCore{}, conn, chat.Claims{UserID: "u1", DeviceID: "dev1", Expires: time.Now().Add(time.Hour)},
 		sessionConfig{Heartbeat: time.Hour, ReadLimit: 1 << 16, SendQueue: 16, batch: conn})
 	for i := range 5 {
-		s.out <- []byte(`{"type":"pong","ref":"` + string(rune('a'+i)) + `"}`)
+		s.out.push([]byte(`{"type":"pong","ref":"`+string(rune('a'+i))+`"}`), false, nil)
 	}
 	done := make(chan struct{})
 	go func() { defer close(done); s.run("") }()

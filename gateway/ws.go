@@ -279,7 +279,7 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	out    chan []byte    // answers (ack, error, pong); full means the client is too slow
+	out    *frameQueue    // answers (ack, error, pong); full means the client is too slow
 	events chan *nats.Msg // republished inbox events and ephemeral events
 
 	closeOnce sync.Once
@@ -332,7 +332,7 @@ func newSession(core sessionCore, conn wsConn, claims chat.Claims, cfg sessionCo
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
 		core: core, conn: conn, claims: claims, cfg: cfg, ctx: ctx, cancel: cancel,
-		out:      make(chan []byte, cfg.SendQueue),
+		out:      newFrameQueue(cfg.SendQueue),
 		events:   make(chan *nats.Msg, eventBuffer),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -366,10 +366,7 @@ func (s *session) close(code int, text string) {
 // which stops reading the client's frames: a client that reads gets every
 // answer, and one that does not is cut off by the writer's timeout (4029).
 func (s *session) enqueue(frame []byte) {
-	select {
-	case s.out <- frame:
-	case <-s.quit:
-	}
+	s.out.push(frame, true, s.quit)
 }
 
 // pingFrame (exactly these bytes) is answered by pongFrame without being
@@ -379,12 +376,7 @@ var pingFrame, pongFrame = []byte(`{"type":"ping"}`), []byte(`{"type":"pong"}`)
 // offer queues an ephemeral event if there is room now: the registry's
 // watcher, which calls it, never waits for one client.
 func (s *session) offer(ev []byte) bool {
-	select {
-	case s.out <- ev:
-		return true
-	default:
-		return false
-	}
+	return s.out.push(ev, false, nil)
 }
 
 func (s *session) enqueueJSON(v any) {
@@ -478,7 +470,7 @@ func (s *session) readLoop(ctx context.Context) {
 // half the server's CPU (docs/benchmarks.md section 20). Otherwise it is
 // queued like any answer, so it never overtakes one or goes before synced.
 func (s *session) pong() {
-	if len(s.out) > 0 || !s.wmu.TryLock() {
+	if s.out.len() > 0 || !s.wmu.TryLock() {
 		s.enqueue(pongFrame)
 		return
 	}
@@ -568,10 +560,9 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 		var err error
 		s.wmu.Unlock()
 		select {
-		case f := <-s.out:
+		case <-s.out.ready:
 			s.wmu.Lock()
-			s.holdIfMore()
-			err = s.write(f)
+			err = s.writeQueued(false)
 		case m := <-s.events:
 			s.wmu.Lock()
 			s.holdIfMore()
@@ -589,9 +580,8 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 		// Take what else is ready, then write it all at once.
 		for n := 1; err == nil && s.cfg.batch != nil && n < maxBatchFrames; n++ {
 			select {
-			case f := <-s.out:
-				s.hold()
-				err = s.write(f)
+			case <-s.out.ready:
+				err = s.writeQueued(true)
 				continue
 			case m := <-s.events:
 				s.hold()
@@ -643,9 +633,24 @@ func (s *session) hold() {
 // goes straight to the socket, without the copy into a batch (measured:
 // holding a single frame costs about 10 % more CPU than writing it).
 func (s *session) holdIfMore() {
-	if len(s.out)+len(s.events) > 0 {
+	if s.out.len()+len(s.events) > 0 {
 		s.hold()
 	}
+}
+
+// writeQueued writes every queued answer, held for one socket write when
+// there are several, or when held is set (the writer is collecting).
+func (s *session) writeQueued(held bool) error {
+	fs := s.out.take()
+	if held || len(fs) > 1 || len(s.events) > 0 {
+		s.hold()
+	}
+	for _, f := range fs {
+		if err := s.write(f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // release writes the frames collected since hold, under the deadline
@@ -671,13 +676,8 @@ func (s *session) write(frame []byte) error {
 
 // flush writes the answers still queued (an error frame before a close).
 func (s *session) flush() {
-	for {
-		select {
-		case f := <-s.out:
-			if s.write(f) != nil {
-				return
-			}
-		default:
+	for _, f := range s.out.take() {
+		if s.write(f) != nil {
 			return
 		}
 	}
