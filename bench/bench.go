@@ -190,7 +190,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer t.Close()
 		e.target = t
-		e.api = newAPI(t.base, cfg.Concurrency, e.errs)
+		e.api = newAPI(t.first(), cfg.Concurrency, e.errs)
 		e.dial = newDialer(ctx, t.bases, cfg.SourceIPs, e.errs)
 	}
 	rep, err := sc.run(ctx, e)
@@ -283,11 +283,8 @@ func (e *env) progress(ctx context.Context, line func(elapsed time.Duration) str
 
 // serverPIDs are natter's pids (one per node), none when unknown.
 func (e *env) serverPIDs() []int {
-	switch {
-	case e.target == nil || e.target.pid == 0:
+	if e.target == nil {
 		return nil
-	case len(e.target.pids) == 0:
-		return []int{e.target.pid}
 	}
 	return e.target.pids
 }
@@ -299,7 +296,7 @@ func (e *env) newReport(name string, params map[string]any) *Report {
 	}
 	r := &Report{Scenario: name, Params: params, Started: time.Now()}
 	if e.target != nil {
-		r.Target = e.target.base.String()
+		r.Target = e.target.first().String()
 	}
 	return r
 }

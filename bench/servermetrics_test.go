@@ -108,13 +108,13 @@ func TestServerFiguresFallBackToProc(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{log: slog.New(slog.DiscardHandler), target: &target{base: base, pid: node.Pid(), metricsURL: node.URL() + "/metrics"}}
+	e := &env{log: slog.New(slog.DiscardHandler), target: &target{bases: []*url.URL{base}, pids: []int{node.Pid()}, metricsURL: node.URL() + "/metrics"}}
 	st := e.watchServer().stats()
 	if st == nil || st.Source != sourceProc || st.Counters != nil || st.RSSBytes <= 0 {
 		t.Fatalf("stats = %+v, want /proc's", st)
 	}
 	e.target.metricsURL = ""
-	e.target.pid = 0
+	e.target.pids = nil
 	if st := e.watchServer().stats(); st != nil {
 		t.Fatalf("stats without metrics or pid = %+v, want none", st)
 	}

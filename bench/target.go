@@ -21,11 +21,12 @@ const (
 // target is the natter under test: one node, or the nodes of a cluster
 // the bench spawned (--nodes).
 type target struct {
-	base *url.URL // the first node: accounts and REST go there
-	// bases are every node's base URL; clients are spread over them.
+	// bases are every node's base URL; clients are spread over them,
+	// accounts and REST go to the first.
 	bases []*url.URL
-	pid   int   // the first node's; 0 when unknown: no server statistics
-	pids  []int // every node's: CPU and RSS are their sum
+	// pids are every node's (CPU and RSS are their sum); none when
+	// unknown: no server statistics from /proc.
+	pids []int
 	// natsURL reaches natter's NATS; empty when unknown.
 	natsURL string
 	// metricsURL is natter's Prometheus /metrics, where the server's
@@ -38,6 +39,9 @@ type target struct {
 	log     *slog.Logger
 }
 
+// first is the node accounts and REST go to.
+func (t *target) first() *url.URL { return t.bases[0] }
+
 // openTarget spawns a natter or checks that the one at cfg.URL is healthy.
 func openTarget(ctx context.Context, cfg Config, log *slog.Logger) (*target, error) {
 	if cfg.Spawn {
@@ -47,7 +51,10 @@ func openTarget(ctx context.Context, cfg Config, log *slog.Logger) (*target, err
 	if err != nil {
 		return nil, fmt.Errorf("parse --url: %w", err)
 	}
-	t := &target{base: base, bases: []*url.URL{base}, pid: cfg.PID, pids: []int{cfg.PID}, natsURL: cfg.NATSURL, metricsURL: cfg.MetricsURL, log: log}
+	t := &target{bases: []*url.URL{base}, natsURL: cfg.NATSURL, metricsURL: cfg.MetricsURL, log: log}
+	if cfg.PID != 0 {
+		t.pids = []int{cfg.PID}
+	}
 	if t.metricsURL == "" {
 		t.metricsURL = base.JoinPath("/metrics").String()
 	}
@@ -86,9 +93,9 @@ func spawn(ctx context.Context, cfg Config, log *slog.Logger) (*target, error) {
 		return nil, fmt.Errorf("spawn %s: %w", bin, err)
 	}
 	base := &url.URL{Scheme: "http", Host: n.Addr()}
-	t := &target{base: base, bases: []*url.URL{base}, pid: n.Pid(), pids: []int{n.Pid()}, natsURL: n.NATSURL(), node: n, log: log}
-	t.metricsURL = t.base.JoinPath("/metrics").String()
-	log.Info("spawned natter", "pid", t.pid, "url", t.base.String(), "fsync", cfg.Fsync, "dir", n.DataDir())
+	t := &target{bases: []*url.URL{base}, pids: []int{n.Pid()}, natsURL: n.NATSURL(), node: n, log: log}
+	t.metricsURL = base.JoinPath("/metrics").String()
+	log.Info("spawned natter", "pid", n.Pid(), "url", base.String(), "fsync", cfg.Fsync, "dir", n.DataDir())
 	return t, nil
 }
 
@@ -119,9 +126,8 @@ func spawnCluster(ctx context.Context, cfg Config, opts testnode.Options, log *s
 		t.bases = append(t.bases, &url.URL{Scheme: "http", Host: n.Addr()})
 		t.pids = append(t.pids, n.Pid())
 	}
-	t.base, t.pid = t.bases[0], t.pids[0]
 	t.natsURL = c.Node(0).NATSURL()
-	log.Info("spawned a natter cluster", "nodes", cfg.Nodes, "pids", t.pids, "first", t.base.String(), "fsync", cfg.Fsync)
+	log.Info("spawned a natter cluster", "nodes", cfg.Nodes, "pids", t.pids, "first", t.first().String(), "fsync", cfg.Fsync)
 	return t, nil
 }
 
@@ -129,7 +135,7 @@ func spawnCluster(ctx context.Context, cfg Config, opts testnode.Options, log *s
 func (t *target) waitHealthy(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	u := t.base.JoinPath("/healthz").String()
+	u := t.first().JoinPath("/healthz").String()
 	hc := &http.Client{Timeout: time.Second}
 	var last error
 	for {
@@ -175,7 +181,7 @@ func (t *target) Close() {
 	defer cancel()
 	if t.node.Running() {
 		if err := t.node.Term(ctx); err != nil {
-			t.log.Warn("natter did not stop cleanly on SIGTERM", "pid", t.pid, "err", err)
+			t.log.Warn("natter did not stop cleanly on SIGTERM", "pid", t.node.Pid(), "err", err)
 		}
 	}
 	if err := t.node.Close(); err != nil { // SIGKILL if still running
