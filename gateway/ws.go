@@ -466,8 +466,9 @@ func (s *session) readLoop(ctx context.Context) {
 
 // pong answers the exact ping frame on the reader's goroutine when the
 // writer is waiting and nothing is queued before it: handing it to the
-// writer costs a second goroutine wakeup per ping, which at idle is about
-// half the server's CPU (docs/benchmarks.md section 20). Otherwise it is
+// writer costs a second goroutine wakeup per ping, which doubles the CPU
+// of an idle connection's heartbeat (docs/benchmarks.md section 20,
+// measured on a bare gorilla/websocket server). Otherwise it is
 // queued like any answer, so it never overtakes one or goes before synced.
 func (s *session) pong() {
 	if s.out.len() > 0 || !s.wmu.TryLock() {
@@ -605,11 +606,11 @@ func (s *session) writeLoop(ctx context.Context, cursor string) {
 // pingDue says whether the server should ping now: at most once a
 // heartbeat, and not while the client talks. A client that sent a frame
 // lately is alive and has its read deadline pushed back: a ping would only
-// cost both sides a wakeup (half the CPU of an idle connection whose
-// client pings). "Lately" is one heartbeat plus a tenth, because a client
-// pinging every heartbeat_ms, as synced tells it to, is a few milliseconds
-// late as often as early: without the slack about half of such clients got
-// a ping too (docs/benchmarks.md section 20). The slack is taken only
+// cost both sides a wakeup and a round trip. "Lately" is one heartbeat
+// plus a tenth, because a client pinging every heartbeat_ms, as synced
+// tells it to, is a few milliseconds late as often as early: without the
+// slack about a third of such clients got a ping too (docs/benchmarks.md
+// section 20). The slack is taken only
 // where the silence allowed leaves the same margin for the pong as the
 // slack itself; a client that only answers pongs gets a ping every
 // heartbeat.
