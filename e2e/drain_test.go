@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -318,4 +319,97 @@ func (s *server) waitConnections(t *testing.T, addr, transport string, n int) {
 		raw, _ := io.ReadAll(res.Body)
 		return strings.Contains(string(raw), want)
 	})
+}
+
+// A client still sending when natter closes its session, and slow to
+// read, gets the close code all the same: natter reads on (and drops) the
+// frames that come after its close frame until the client answers it.
+// Closing the socket with them unread would be a TCP reset, which
+// destroys the close frame and the last answers before the client reads
+// them (1006: CI saw it once in TestDrainAnswersSendsInFlight).
+func TestCloseReachesAClientStillSending(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		code  int
+		close func(s *server, other device, dev string)
+	}{
+		{"drain", websocket.CloseGoingAway, func(s *server, _ device, _ string) { s.signal(syscall.SIGTERM) }},
+		{"revoked", 4001, func(s *server, other device, dev string) {
+			s.must(http.StatusOK, "DELETE", "/v1/me/devices/"+dev, other.access, nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := start(t)
+			_, as := s.newUser("alice", 2)
+			code, pongs, pings := closeUnderPings(t, s, as[0], func() { tc.close(s, as[1], as[0].deviceID) })
+			if code != tc.code {
+				t.Errorf("close code %d after %d pongs (of %d pings), want %d", code, pongs, pings, tc.code)
+			}
+			if pongs == 0 {
+				t.Errorf("no pong before the close frame (%d pings sent)", pings)
+			}
+			t.Logf("%d pings sent, %d pongs, then close %d", pings, pongs, code)
+		})
+	}
+}
+
+// closeUnderPings connects d with a small receive buffer, pings every
+// millisecond for 1.5 s without reading, calls closeIt half a second in,
+// then reads: the pongs that came and the close code.
+func closeUnderPings(t *testing.T, s *server, d device, closeIt func()) (code, pongs, pings int) {
+	t.Helper()
+	u := url.URL{Scheme: "ws", Host: s.addr, Path: "/v1/ws", RawQuery: "access_token=" + url.QueryEscape(d.access)}
+	// The pongs natter writes while the client does not read soon fill
+	// the small buffer, so natter's close frame waits in its send queue,
+	// where a reset discards it.
+	small := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+	}}
+	dialer := websocket.Dialer{NetDialContext: small.DialContext, HandshakeTimeout: wait}
+	c, _, err := dialer.Dial(u.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	for { // synced: the session is registered, so the close reaches it
+		_, raw, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(raw), `"synced"`) {
+			break
+		}
+	}
+	stop := time.Now().Add(1500 * time.Millisecond)
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		for time.Now().Before(stop) {
+			if c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)) != nil {
+				break
+			}
+			n++
+			time.Sleep(time.Millisecond)
+		}
+		sent <- n
+	}()
+	time.Sleep(500 * time.Millisecond) // the client's buffer is full by now
+	closeIt()
+	pings = <-sent // the client read nothing in the second after closeIt
+	for {
+		_, raw, err := c.ReadMessage()
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code, pongs, pings
+		}
+		if err != nil {
+			t.Fatalf("after %d pongs (of %d pings): %v, want a close frame", pongs, pings, err)
+		}
+		if string(raw) == `{"type":"pong"}` {
+			pongs++
+		}
+	}
 }

@@ -150,19 +150,34 @@ func (s *session) refuse(raw []byte) {
 	s.enqueue(errorFrame(errDraining, f.Ref))
 }
 
-// awaitClientClose, after the writer sent 1001, gives a WebSocket client
-// until the drain's cut to answer with its own close (RFC 6455's closing
-// handshake), so its last frames are not lost to a TCP reset. Other
-// closes, and NATS sessions (no handshake), do not wait.
+// awaitClientClose, after the writer sent its close frame, gives a
+// WebSocket client time to answer with its own close (RFC 6455's closing
+// handshake): a drain's 1001 until the drain's cut, any other close for
+// closeHandshakeWait. Until then the reader reads on, so nothing the
+// client still sends sits unread when the socket closes: that close would
+// be a TCP reset, which loses the close frame and the last answers before
+// the client reads them. A failed write or the client's own close has
+// nothing to wait for, nor do NATS sessions (no handshake).
 func (s *session) awaitClientClose() {
-	if s.closeCode != closeGoingAway || s.cfg.cut == nil {
+	if _, ok := s.conn.(*websocket.Conn); !ok || s.closeCode == closeTooSlow || s.closeCode == closeNormal {
 		return
 	}
-	if _, ok := s.conn.(*websocket.Conn); !ok {
+	if s.closeCode == closeGoingAway && s.cfg.cut != nil {
+		select {
+		case <-s.readDone:
+		case <-s.cfg.cut:
+		}
 		return
 	}
+	t := time.NewTimer(closeHandshakeWait)
+	defer t.Stop()
 	select {
 	case <-s.readDone:
-	case <-s.cfg.cut:
+	case <-t.C:
 	}
 }
+
+// closeHandshakeWait bounds the wait for a client's close outside a drain
+// (revoked, token expired, refused): long enough for a client busy
+// reading what came before the close frame.
+const closeHandshakeWait = 2 * time.Second

@@ -432,6 +432,17 @@ func (s *session) readLoop(ctx context.Context) {
 			s.close(closeNormal, "")
 			return
 		}
+		select {
+		case <-s.quit:
+			// Closing: the writer sends the close frame. Reading on (and
+			// dropping what comes) until the client's own close, or the
+			// writer's conn.Close, keeps the client's pipelined frames
+			// from sitting unread when the socket closes: a close with
+			// unread data is a TCP reset, which can destroy the close
+			// frame before the client reads it (1006 instead of 1001).
+			continue
+		default:
+		}
 		deadline()
 		s.heard.Store(time.Now().UnixNano())
 		raw, err := io.ReadAll(io.LimitReader(r, s.cfg.ReadLimit+1))
@@ -455,11 +466,6 @@ func (s *session) readLoop(ctx context.Context) {
 			s.refuse(raw) // draining: not handled, the client sends it again
 		} else {
 			s.cfg.stacks.run(func() { defer s.frames.end(); s.handleFrame(ctx, raw) })
-		}
-		select {
-		case <-s.quit:
-			return
-		default:
 		}
 	}
 }
