@@ -64,8 +64,11 @@ func TestServeRidesOutCassandraOutage(t *testing.T) {
 	ln.Close()
 	srvCtx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
+	// The data directory is made here, not in the goroutine: its removal
+	// must be registered before the cleanup that stops serve, so it runs after.
+	data := t.TempDir()
 	go func() {
-		served <- serve(srvCtx, []string{"--http", addr, "--data", t.TempDir(), "--rate-limit", "off", "--log-level", "error",
+		served <- serve(srvCtx, []string{"--http", addr, "--data", data, "--rate-limit", "off", "--log-level", "error",
 			"--max-deliver", "1",
 			"--store", "cassandra+sqlite", "--cassandra-hosts", proxy.addr, "--cassandra-keyspace", keyspace})
 	}()

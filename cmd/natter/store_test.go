@@ -92,8 +92,11 @@ func TestServeRidesOutPostgresOutage(t *testing.T) {
 	ln.Close()
 	srvCtx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
+	// The data directory is made here, not in the goroutine: its removal
+	// must be registered before the cleanup that stops serve, so it runs after.
+	data := t.TempDir()
 	go func() {
-		served <- serve(srvCtx, []string{"--http", addr, "--data", t.TempDir(), "--rate-limit", "off", "--log-level", "error",
+		served <- serve(srvCtx, []string{"--http", addr, "--data", data, "--rate-limit", "off", "--log-level", "error",
 			// One try: an outage mistaken for a bad event would be dead-lettered at once.
 			"--max-deliver", "1",
 			"--store", "postgres", "--postgres-url", u.String()})
