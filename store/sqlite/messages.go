@@ -22,6 +22,10 @@ func (db *DB) SaveMessages(ctx context.Context, msgs []store.Message) error {
 		return nil
 	}
 	return db.write(ctx, "save messages", func(tx *sql.Tx) error {
+		// The statements run without ctx's cancellation: for a context
+		// that can end, the driver starts a watcher goroutine per
+		// statement, a row each here. The transaction still ends with ctx.
+		ctx := context.WithoutCancel(ctx)
 		latest, err := db.insertMessages(ctx, tx, msgs)
 		if err != nil {
 			return err

@@ -86,8 +86,14 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	// transaction that reads before writing cannot fail to upgrade.
 	// secure_delete zeroes what a write removes from a page (the content
 	// of a message deleted for everyone) instead of leaving it in free
-	// space; only the writer writes.
-	w, err := sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous("+sync+")", "secure_delete(1)")+"&_txlock=immediate")
+	// space; only the writer writes. The WAL is checkpointed every 10,000
+	// pages (about 40 MB) rather than SQLite's 1,000: a checkpoint writes
+	// each page once however often it changed since the last, and the
+	// persistence consumer's batches touch the same index pages again and
+	// again (BenchmarkSaveMessages, batches of 32 over 1,000
+	// conversations: 10 % less CPU, 20 % less time a batch).
+	w, err := sql.Open("sqlite", dsn(path, "journal_mode(WAL)", "synchronous("+sync+")", "secure_delete(1)",
+		"wal_autocheckpoint(10000)")+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
