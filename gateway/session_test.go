@@ -121,14 +121,16 @@ func (s *stubCore) SyncPoint(_ context.Context, _, cursor string) (uint64, uint6
 func (s *stubCore) Scan(_ context.Context, _ string, after, upTo uint64, _ bool, fn func(uint64, []byte) error) (uint64, error) {
 	last := after
 	for i := after + 1; i <= uint64(len(s.stored)) && (upTo == 0 || i <= upTo); i++ {
-		if err := fn(i, chat.WithCursor(s.stored[i-1], s.Cursor("", i))); err != nil {
+		if err := fn(i, chat.WithCursor(s.stored[i-1], s.Cursors("")(i))); err != nil {
 			return last, err
 		}
 		last = i
 	}
 	return last, nil
 }
-func (s *stubCore) Cursor(_ string, seq uint64) string                   { return strconv.FormatUint(seq, 10) }
+func (s *stubCore) Cursors(string) func(uint64) string {
+	return func(seq uint64) string { return strconv.FormatUint(seq, 10) }
+}
 func (s *stubCore) Subscribe(string, chan *nats.Msg) (liveSub, error)    { return stubSub{}, nil }
 func (s *stubCore) Generation() uint64                                   { return 0 }
 func (s *stubCore) Allow(string, string) error                           { return nil }

@@ -130,10 +130,10 @@ type sessionCore interface {
 	SetStatus(ctx context.Context, c chat.Claims, messageID, status string) error
 	Typing(ctx context.Context, userID, conv, state string) error
 	Presence(ctx context.Context, viewer, userID string) schema.Presence
-	// SyncPoint, Cursor and Scan: see chat.Sync.Point, chat.Sync.FormatCursor
+	// SyncPoint, Cursors and Scan: see chat.Sync.Point, chat.Sync.CursorsFor
 	// and chat.Sync.Scan.
 	SyncPoint(ctx context.Context, user, cursor string) (pos, from uint64, err error)
-	Cursor(user string, seq uint64) string
+	Cursors(user string) func(seq uint64) string
 	Scan(ctx context.Context, user string, after, upTo uint64, redact bool, fn func(seq uint64, event []byte) error) (uint64, error)
 	// Subscribe delivers user's live events to ch.
 	Subscribe(user string, ch chan *nats.Msg) (liveSub, error)
@@ -185,7 +185,7 @@ func (a coreAdapter) SyncPoint(ctx context.Context, user, cursor string) (uint64
 	return a.c.Sync.Point(ctx, user, cursor)
 }
 
-func (a coreAdapter) Cursor(user string, seq uint64) string { return a.c.Sync.FormatCursor(user, seq) }
+func (a coreAdapter) Cursors(user string) func(seq uint64) string { return a.c.Sync.CursorsFor(user) }
 
 func (a coreAdapter) Scan(ctx context.Context, user string, after, upTo uint64, redact bool, fn func(uint64, []byte) error) (uint64, error) {
 	return a.c.Sync.Scan(ctx, user, after, upTo, 0, redact, fn)
@@ -275,6 +275,8 @@ type session struct {
 	core   sessionCore
 	conn   wsConn
 	claims chat.Claims
+	// cursor formats this user's cursors (sessionCore.Cursors, once).
+	cursor func(seq uint64) string
 	cfg    sessionConfig
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -331,7 +333,7 @@ func newSession(core sessionCore, conn wsConn, claims chat.Claims, cfg sessionCo
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
-		core: core, conn: conn, claims: claims, cfg: cfg, ctx: ctx, cancel: cancel,
+		core: core, conn: conn, claims: claims, cursor: core.Cursors(claims.UserID), cfg: cfg, ctx: ctx, cancel: cancel,
 		out:      newFrameQueue(cfg.SendQueue),
 		events:   make(chan *nats.Msg, eventBuffer),
 		quit:     make(chan struct{}),
@@ -712,7 +714,7 @@ func (s *session) replay(ctx context.Context, cursor string) (uint64, error) {
 			synced = last // the last event sent
 		}
 	}
-	b, _ := json.Marshal(schema.Synced{Type: schema.TypeSynced, Cursor: s.core.Cursor(s.claims.UserID, synced), HeartbeatMS: s.cfg.Heartbeat.Milliseconds()})
+	b, _ := json.Marshal(schema.Synced{Type: schema.TypeSynced, Cursor: s.cursor(synced), HeartbeatMS: s.cfg.Heartbeat.Milliseconds()})
 	if err := s.write(b); err != nil {
 		return 0, err
 	}
@@ -750,5 +752,5 @@ func (s *session) live(ctx context.Context, m *nats.Msg, c uint64) (uint64, erro
 		s.cfg.stacks.run(func() { last, err = s.sendRange(ctx, c, 0, false) })
 		return last, err
 	}
-	return n, s.write(chat.WithCursor(m.Data, s.core.Cursor(s.claims.UserID, n)))
+	return n, s.write(chat.WithCursor(m.Data, s.cursor(n)))
 }
