@@ -127,6 +127,13 @@ func (f *frameGate) close() <-chan struct{} {
 	return f.idle
 }
 
+// shut says whether close was called: the session is being drained.
+func (f *frameGate) shut() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.closed
+}
+
 // goingAway ends the session for a drain: the frame in hand is answered
 // (with the session's context still live, so a send completes), frames
 // after it are refused, then the writer sends what is queued and 1001.
@@ -152,8 +159,8 @@ func (s *session) refuse(raw []byte) {
 
 // awaitClientClose, after the writer sent its close frame, gives a
 // WebSocket client time to answer with its own close (RFC 6455's closing
-// handshake): a drain's 1001 until the drain's cut, any other close for
-// closeHandshakeWait. Until then the reader reads on, so nothing the
+// handshake): a drain's 1001 until the drain's cut, any other close
+// (a 1001 for a failed subscribe included) for closeHandshakeWait. Until then the reader reads on, so nothing the
 // client still sends sits unread when the socket closes: that close would
 // be a TCP reset, which loses the close frame and the last answers before
 // the client reads them. A failed write or the client's own close has
@@ -162,7 +169,7 @@ func (s *session) awaitClientClose() {
 	if _, ok := s.conn.(*websocket.Conn); !ok || s.closeCode == closeTooSlow || s.closeCode == closeNormal {
 		return
 	}
-	if s.closeCode == closeGoingAway && s.cfg.cut != nil {
+	if s.closeCode == closeGoingAway && s.cfg.cut != nil && s.frames.shut() {
 		select {
 		case <-s.readDone:
 		case <-s.cfg.cut:
