@@ -159,9 +159,10 @@ func (s *session) refuse(raw []byte) {
 
 // awaitClientClose, after the writer sent its close frame, gives a
 // WebSocket client time to answer with its own close (RFC 6455's closing
-// handshake): a drain's 1001 until the drain's cut, any other close
-// (a 1001 for a failed subscribe included) for closeHandshakeWait. Until then the reader reads on, so nothing the
-// client still sends sits unread when the socket closes: that close would
+// handshake): a drain's 1001 until the drain's cut, any other close (a
+// 1001 for a failed subscribe included) for closeHandshakeWait. Until
+// then the reader reads on, so nothing the client still sends sits
+// unread when the socket closes: that close would
 // be a TCP reset, which loses the close frame and the last answers before
 // the client reads them. A failed write or the client's own close has
 // nothing to wait for, nor do NATS sessions (no handshake).
