@@ -162,10 +162,10 @@ func (s *session) refuse(raw []byte) {
 // handshake): a drain's 1001 until the drain's cut, any other close (a
 // 1001 for a failed subscribe included) for closeHandshakeWait. Until
 // then the reader reads on, so nothing the client still sends sits
-// unread when the socket closes: that close would
-// be a TCP reset, which loses the close frame and the last answers before
-// the client reads them. A failed write or the client's own close has
-// nothing to wait for, nor do NATS sessions (no handshake).
+// unread when the socket closes: that close would be a TCP reset, which
+// loses the close frame and the last answers before the client reads
+// them. A failed write or the client's own close has nothing to wait
+// for, nor do NATS sessions (no handshake).
 func (s *session) awaitClientClose() {
 	if _, ok := s.conn.(*websocket.Conn); !ok || s.closeCode == closeTooSlow || s.closeCode == closeNormal {
 		return
