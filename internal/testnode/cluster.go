@@ -141,8 +141,14 @@ func launchNodes(ctx context.Context, dirs []string, opts Options, flags func(i 
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	if err := c.WaitReady(ctx); err != nil {
+		// The nodes' logs say why (no quorum, a stream not placed); they
+		// are gone once Close has run.
+		var logs strings.Builder
+		for i, n := range c.nodes {
+			fmt.Fprintf(&logs, "\nnatter node %d log tail (%s):\n%s", i, n.addr, n.Log())
+		}
 		_ = c.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w%s", err, logs.String())
 	}
 	return c, nil
 }
