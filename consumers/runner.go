@@ -127,8 +127,11 @@ type runner struct {
 	pinMoved atomic.Bool
 	// afterReset is set from a takeover's reset until its first
 	// redelivery arrives: what comes before it was delivered before the
-	// reset and is dropped (takeover.go).
-	afterReset bool
+	// reset and is dropped (takeover.go). resetPin is the pin id it was
+	// made under and droppedAfterReset how many it has dropped.
+	afterReset        bool
+	resetPin          string
+	droppedAfterReset int
 	// deliveredBefore is the last CONV sequence delivered before this
 	// process started: anything up to it may have had its effect already.
 	deliveredBefore uint64

@@ -19,6 +19,14 @@ import (
 // sequence at 1, so what arrives with a delivery sequence above 1 before
 // the first redelivery was sent before the reset and is dropped: the
 // reset took it out of the pending set, and it comes again.
+//
+// The first redelivery may never reach this runner: the pin can move to
+// another node before it is sent, and that node gets it. Dropping then
+// lasts only until a message comes under another pin than the reset's
+// (it was sent after the reset, and the takeover check runs again), and
+// at most for what can have been in flight at the reset. Without those
+// bounds a runner given the pin back dropped everything, unacked, until
+// MaxDeliver ended it: persist stalled in CI's rolling restart.
 
 // earlierInFlight reports whether events below first were delivered and
 // not acked: the consumer's ack floor is below first's predecessor. A
@@ -57,21 +65,45 @@ func (r *runner) resetToAckFloor(ctx context.Context) bool {
 			"err", fmt.Errorf("reset consumer %s to its ack floor: %w", r.name, err))
 		return false
 	}
-	r.afterReset = true
+	r.afterReset, r.droppedAfterReset = true, 0
+	r.resetPin, _ = r.pinID.Load().(string)
 	return true
 }
 
 // dropBeforeReset removes, after a reset, the events delivered before it,
-// up to the first redelivery (delivery sequence 1).
+// up to the first one delivered after it: the first redelivery (delivery
+// sequence 1), one under another pin, or one past what can have been in
+// flight at the reset.
 func (r *runner) dropBeforeReset(batch []jetstream.Msg) []jetstream.Msg {
 	if !r.afterReset {
 		return batch
 	}
 	for i, m := range batch {
-		if md, err := m.Metadata(); err == nil && md.Sequence.Consumer == 1 {
+		if r.sentAfterReset(m) {
 			r.afterReset = false
+			if r.droppedAfterReset > 0 {
+				r.log.Info("dropped what was delivered before the reset", "events", r.droppedAfterReset)
+			}
 			return batch[:copy(batch, batch[i:])]
 		}
+		r.droppedAfterReset++
 	}
 	return batch[:0]
+}
+
+// sentAfterReset reports whether m was certainly delivered after the
+// reset. At most the runner's channel and two pulls' worth were on their
+// way when it was made.
+func (r *runner) sentAfterReset(m jetstream.Msg) bool {
+	if md, err := m.Metadata(); err == nil && md.Sequence.Consumer == 1 {
+		return true
+	}
+	if h := m.Headers(); h != nil && h.Get(pinHeader) != r.resetPin {
+		return true
+	}
+	if r.droppedAfterReset >= 5*r.opts.BatchSize {
+		r.log.Warn("no redelivery after the reset among what was in flight; handling from here", "dropped", r.droppedAfterReset)
+		return true
+	}
+	return false
 }

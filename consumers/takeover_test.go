@@ -116,3 +116,115 @@ func increasing(s []uint64) bool {
 	}
 	return true
 }
+
+// A runner that reset its consumer and lost the pin before the first
+// redelivery reached it never sees delivery sequence 1: the other node
+// got it. Given the pin back, it must handle what comes, not drop it
+// unacked until MaxDeliver ends it (persist stalled so in a rolling
+// restart). Without a pin, it stops dropping after what can have been in
+// flight at the reset.
+func TestDroppingAfterResetEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		pinned    bool
+		wantFirst uint64
+	}{
+		{"pin moved back", true, 4},
+		{"no redelivery came", false, 4 + 5*2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			srv := natstest.Start(t)
+			_, js := srv.Connect()
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+				t.Fatal(err)
+			}
+			const name = "c"
+			cfg := jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: 5}
+			var fetchOpts []jetstream.FetchOpt
+			if tc.pinned {
+				cfg.PriorityPolicy, cfg.PriorityGroups, cfg.PinnedTTL = jetstream.PriorityPolicyPinned, []string{"g"}, time.Second
+				fetchOpts = append(fetchOpts, jetstream.FetchPriorityGroup("g"))
+			}
+			if _, err := js.CreateConsumer(ctx, "T", cfg); err != nil {
+				t.Fatal(err)
+			}
+			const n = 33
+			for i := range n {
+				if _, err := js.Publish(ctx, "t.a", []byte{byte(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Another node handles 1..3, so what comes next has delivery
+			// sequences above 1.
+			otherNC, otherJS := srv.Connect()
+			other, err := otherJS.Consumer(ctx, "T", name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := other.Fetch(3, append(fetchOpts, jetstream.FetchMaxWait(5*time.Second))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range got.Messages() {
+				if err := m.DoubleAck(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			otherNC.Close()
+
+			_, liveJS := srv.Connect()
+			r, err := newRunnerOn(ctx, liveJS, "T", name, Options{BatchSize: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// As left by a reset made under a pin since moved away.
+			r.afterReset = true
+			if tc.pinned {
+				r.resetPin = "a pin long gone"
+				r.pinID.Store(r.resetPin)
+			}
+			var mu sync.Mutex
+			var handled []uint64
+			runCtx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() {
+				done <- r.run(runCtx, func(_ context.Context, batch []jetstream.Msg) error {
+					mu.Lock()
+					defer mu.Unlock()
+					for _, m := range batch {
+						md, err := m.Metadata()
+						if err != nil {
+							return err
+						}
+						handled = append(handled, md.Sequence.Stream)
+					}
+					return nil
+				})
+			}()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("runner: %v", err)
+				}
+			})
+			var want []uint64
+			for s := tc.wantFirst; s <= n; s++ {
+				want = append(want, s)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				mu.Lock()
+				h := slices.Clone(handled)
+				mu.Unlock()
+				if slices.Equal(h, want) {
+					return
+				}
+				if len(h) >= len(want) || time.Now().After(deadline) {
+					t.Fatalf("handled %v, want %d..%d", h, tc.wantFirst, n)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
