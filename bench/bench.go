@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,10 @@ type Config struct {
 	// PostgresURL; clients are spread over them.
 	Nodes       int
 	PostgresURL string
+
+	// Without lists parts of natter's JetStream traffic raw-pipeline
+	// leaves out (pipelineParts): what a design without them would cost.
+	Without []string
 
 	SourceIPs   int // client source addresses 127.0.0.1..127.0.0.N
 	Concurrency int // registrations, logins and dials at a time
@@ -108,6 +113,15 @@ func (c *Config) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.ServerArgs, "server-args", c.ServerArgs, `more flags for a --spawn natter, space-separated (e.g. "--store postgres --postgres-url URL --fanout-queue-threshold 0")`)
 	fs.IntVar(&c.Nodes, "nodes", c.Nodes, "with --spawn: natter nodes to start; more than one form a NATS JetStream cluster on --postgres-url, and account i connects to node i mod N (both ends of a pair on different nodes)")
 	fs.StringVar(&c.PostgresURL, "postgres-url", c.PostgresURL, "with --spawn: a PostgreSQL server for the spawned node's store, or the one the nodes share with --nodes above 1 (a database is created on it and dropped after)")
+	fs.Func("without", "raw-pipeline: leave out a part of natter's traffic a message, to price a design without it ("+strings.Join(pipelineParts, ", ")+"); repeat or comma-separate", func(v string) error {
+		for _, p := range strings.Split(v, ",") {
+			if !slices.Contains(pipelineParts, p) {
+				return fmt.Errorf("unknown part %q: one of %s", p, strings.Join(pipelineParts, ", "))
+			}
+			c.Without = append(c.Without, p)
+		}
+		return nil
+	})
 	fs.IntVar(&c.SourceIPs, "source-ips", c.SourceIPs, "spread connections over source addresses 127.0.0.1..127.0.0.N, about 28k each (loopback targets only)")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "registrations, logins and dials at a time")
 	fs.BoolVar(&c.JSON, "json", c.JSON, "print the report as one JSON object")
@@ -165,6 +179,7 @@ var scenarios = []scenario{
 	{"catchup", "--pairs devices offline while --events messages accumulate; time from reconnect to synced", true, runCatchup},
 	{"churn", "--conns clients connecting and disconnecting in a loop: connects/s", true, runChurn},
 	{"raw-jetstream", "embedded JetStream on file storage, async publish: the ceiling under natter's sends", false, runRawJetStream},
+	{"raw-pipeline", "--pairs at --rate: natter's JetStream traffic per 1:1 message without natter (embedded, in-process): the floor under natter's sends and deliveries", false, runRawPipeline},
 	{"raw-ws-echo", "bare WebSocket echo with --conns clients: the ceiling under natter's connections", false, runRawWSEcho},
 }
 

@@ -228,6 +228,25 @@ func TestRawJetStream(t *testing.T) {
 	}
 }
 
+// The raw pipeline carries every acked message to its peer once, with
+// and without the parts --without can leave out.
+func TestRawPipeline(t *testing.T) {
+	for _, without := range [][]string{nil, {"--without", "persist,own-copy,expected-seq"}} {
+		args := append([]string{"raw-pipeline", "--pairs", "3", "--rate", "20", "--warmup", "200ms", "--duration", "500ms"}, without...)
+		r, err := runBench(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := r.Messages
+		if m == nil || m.Offered == 0 || m.Acked != m.Offered || m.Delivered != m.Acked || m.Lost != 0 || m.Duplicates != 0 || !m.Settled {
+			t.Fatalf("%v: messages = %+v, want every send acked and delivered once, settled", without, m)
+		}
+		if l := r.Latency.SendToDelivery; l == nil || l.Count != m.Delivered {
+			t.Errorf("%v: delivery latencies = %+v, want one per delivery", without, l)
+		}
+	}
+}
+
 func TestParseArgs(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -239,6 +258,7 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"nope"}, "unknown scenario"},
 		{[]string{"group", "--members", "501"}, "--members"},
 		{[]string{"pairs", "extra"}, "unexpected arguments"},
+		{[]string{"raw-pipeline", "--without", "store"}, "unknown part"},
 		{[]string{"pairs", "--rate", "0", "--fsync", "never", "--size", "1"}, "--rate"},
 		{[]string{"pairs", "--url", "localhost:8080"}, "--url"},
 		{[]string{"pairs", "--source-ips", "300"}, "--source-ips"},
