@@ -64,8 +64,29 @@ func TestTakeoverKeepsStreamOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	handled := runHandling(ctx, t, r)
+	want := make([]uint64, n)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		h := handled()
+		if slices.Equal(h, want) {
+			return
+		}
+		if len(h) >= n || !increasing(h) || time.Now().After(deadline) {
+			t.Fatalf("handled %v, want 1..%d once each in stream order", h, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// runHandling runs r until the test ends and returns what it has handled
+// so far: the stream sequences, in the order handled.
+func runHandling(ctx context.Context, t *testing.T, r *runner) (handled func() []uint64) {
 	var mu sync.Mutex
-	var handled []uint64
+	var seqs []uint64
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
@@ -77,7 +98,7 @@ func TestTakeoverKeepsStreamOrder(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				handled = append(handled, md.Sequence.Stream)
+				seqs = append(seqs, md.Sequence.Stream)
 			}
 			return nil
 		})
@@ -88,23 +109,10 @@ func TestTakeoverKeepsStreamOrder(t *testing.T) {
 			t.Errorf("runner: %v", err)
 		}
 	})
-
-	want := make([]uint64, n)
-	for i := range want {
-		want[i] = uint64(i + 1)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	return func() []uint64 {
 		mu.Lock()
-		h := slices.Clone(handled)
-		mu.Unlock()
-		if slices.Equal(h, want) {
-			return
-		}
-		if len(h) >= n || !increasing(h) || time.Now().After(deadline) {
-			t.Fatalf("handled %v, want 1..%d once each in stream order", h, n)
-		}
-		time.Sleep(50 * time.Millisecond)
+		defer mu.Unlock()
+		return slices.Clone(seqs)
 	}
 }
 
@@ -184,39 +192,14 @@ func TestDroppingAfterResetEnds(t *testing.T) {
 				r.resetPin = "a pin long gone"
 				r.pinID.Store(r.resetPin)
 			}
-			var mu sync.Mutex
-			var handled []uint64
-			runCtx, cancel := context.WithCancel(ctx)
-			done := make(chan error, 1)
-			go func() {
-				done <- r.run(runCtx, func(_ context.Context, batch []jetstream.Msg) error {
-					mu.Lock()
-					defer mu.Unlock()
-					for _, m := range batch {
-						md, err := m.Metadata()
-						if err != nil {
-							return err
-						}
-						handled = append(handled, md.Sequence.Stream)
-					}
-					return nil
-				})
-			}()
-			t.Cleanup(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("runner: %v", err)
-				}
-			})
+			handled := runHandling(ctx, t, r)
 			var want []uint64
 			for s := tc.wantFirst; s <= n; s++ {
 				want = append(want, s)
 			}
 			deadline := time.Now().Add(20 * time.Second)
 			for {
-				mu.Lock()
-				h := slices.Clone(handled)
-				mu.Unlock()
+				h := handled()
 				if slices.Equal(h, want) {
 					return
 				}
