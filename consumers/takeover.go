@@ -91,9 +91,9 @@ func (r *runner) dropBeforeReset(batch []jetstream.Msg) []jetstream.Msg {
 	return batch[:0]
 }
 
-// sentAfterReset reports whether m was certainly delivered after the
-// reset. At most the runner's channel and two pulls' worth were on their
-// way when it was made.
+// sentAfterReset reports whether m was delivered after the reset, or
+// must be taken as such: at most the runner's channel (a batch) and its
+// outstanding pulls (two batches each) were on their way when it was made.
 func (r *runner) sentAfterReset(m jetstream.Msg) bool {
 	if md, err := m.Metadata(); err == nil && md.Sequence.Consumer == 1 {
 		return true
