@@ -289,6 +289,7 @@ func (r *runner) linger(ctx context.Context, ch <-chan jetstream.Msg, batch []je
 
 func (r *runner) process(ctx context.Context, batch []jetstream.Msg, handle batchFunc) {
 	clear(r.dead)
+	defer r.watchSlowBatch(batch)()
 	err := safeHandle(ctx, batch, handle)
 	if err != nil && transient(err) {
 		batch, err = r.retryInPlace(ctx, batch, handle, err)
@@ -360,6 +361,39 @@ func (r *runner) retryInPlace(ctx context.Context, batch []jetstream.Msg, handle
 		r.log.Info("recovered", "events", len(batch), "stalled_for", time.Since(start).Round(time.Millisecond))
 	}
 	return batch, err
+}
+
+// slowBatch is how long a batch's handling may take before the log says
+// so. A handler that blocks without an error (a store waiting on a lock)
+// stalls its consumer without any other trace.
+var slowBatch = 30 * time.Second // a variable for the test
+
+// watchSlowBatch logs when batch's handling passes slowBatch, and how long
+// it took once it is over; call the returned func when it is.
+func (r *runner) watchSlowBatch(batch []jetstream.Msg) (done func()) {
+	start := time.Now()
+	var slow atomic.Bool
+	t := time.AfterFunc(slowBatch, func() {
+		slow.Store(true)
+		first, last := batchRange(batch)
+		r.log.Warn("a batch is still being handled", "for", time.Since(start).Round(time.Second), "events", len(batch), "first", first, "last", last)
+	})
+	return func() {
+		if !t.Stop() && slow.Load() {
+			r.log.Info("the slow batch is done", "took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+}
+
+// batchRange is the stream sequences of batch's first and last event.
+func batchRange(batch []jetstream.Msg) (first, last uint64) {
+	if md, err := batch[0].Metadata(); err == nil {
+		first = md.Sequence.Stream
+	}
+	if md, err := batch[len(batch)-1].Metadata(); err == nil {
+		last = md.Sequence.Stream
+	}
+	return first, last
 }
 
 // maxStall is the longest wait between retries in place: short enough

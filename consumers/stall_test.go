@@ -1,10 +1,14 @@
 package consumers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/natter-chat/natter/natsnode/natstest"
 	"github.com/natter-chat/natter/schema"
 	"github.com/natter-chat/natter/store"
 	"github.com/natter-chat/natter/store/sqlite"
@@ -173,4 +178,71 @@ func TestFanoutWaitsOutAnUnavailableInbox(t *testing.T) {
 			}
 		}
 	}
+}
+
+// A handler that blocks without an error leaves no other trace: the log
+// says when a batch has been in hand for slowBatch, and when it is done.
+func TestSlowBatchIsLogged(t *testing.T) {
+	defer func(d time.Duration) { slowBatch = d }(slowBatch)
+	slowBatch = 100 * time.Millisecond
+	ctx := t.Context()
+	srv := natstest.Start(t)
+	_, js := srv.Connect()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "T", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "t.a", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	r, err := newRunnerOn(ctx, js, "T", "c", Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled := make(chan struct{})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- r.run(runCtx, func(context.Context, []jetstream.Msg) error {
+			time.Sleep(400 * time.Millisecond)
+			close(handled)
+			return nil
+		})
+	}()
+	<-handled
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "the slow batch is done") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	for _, want := range []string{`msg="a batch is still being handled"`, "first=1 last=1", `msg="the slow batch is done"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer the logger and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -220,3 +220,16 @@ func TestEnsureOnJetStream(t *testing.T) {
 		t.Fatalf("inbox publish: %+v %v", ack, err)
 	}
 }
+
+// A wait that runs out says where the consumer stands.
+func TestProgressSaysWhereAConsumerStands(t *testing.T) {
+	info := &jetstream.ConsumerInfo{
+		AckFloor: jetstream.SequenceInfo{Stream: 1125}, Delivered: jetstream.SequenceInfo{Stream: 1804},
+		NumAckPending: 8, NumRedelivered: 2, NumWaiting: 1,
+		PriorityGroups: []jetstream.PriorityGroupState{{Group: PriorityGroup, PinnedClientID: "pin-1"}},
+	}
+	want := "acked up to 1125, delivered up to 1804, 8 awaiting ack, 2 redelivered, 1 pulls waiting, pinned to pin-1"
+	if got := progress(info); got != want {
+		t.Errorf("progress = %q, want %q", got, want)
+	}
+}

@@ -96,12 +96,27 @@ func (w *Watermark) Wait(ctx context.Context, seq uint64, consumers ...string) e
 			since = time.Now()
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("wait for %s to reach %d: %w", name, seq, ctx.Err())
+				return fmt.Errorf("wait for %s to reach %d (%s): %w", name, seq, progress(info), ctx.Err())
 			case <-time.After(w.poll):
 			}
 		}
 	}
 	return nil
+}
+
+// progress says where a consumer stands, for an operator reading why a
+// wait ran out: a floor that does not move with little awaiting ack
+// points at a handler stuck in its batch, many redelivered at a poison
+// event or a lost ack.
+func progress(info *jetstream.ConsumerInfo) string {
+	s := fmt.Sprintf("acked up to %d, delivered up to %d, %d awaiting ack, %d redelivered, %d pulls waiting",
+		info.AckFloor.Stream, info.Delivered.Stream, info.NumAckPending, info.NumRedelivered, info.NumWaiting)
+	for _, g := range info.PriorityGroups {
+		if g.PinnedClientID != "" {
+			s += ", pinned to " + g.PinnedClientID
+		}
+	}
+	return s
 }
 
 // handled reports whether every event up to seq has been acknowledged.
