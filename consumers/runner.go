@@ -152,11 +152,11 @@ func newRunner(ctx context.Context, js jetstream.JetStream, name string, opts Op
 
 // newRunnerOn is newRunner for a durable consumer of another stream.
 func newRunnerOn(ctx context.Context, js jetstream.JetStream, stream, name string, opts Options) (*runner, error) {
-	cons, err := js.Consumer(ctx, stream, name)
+	opts = opts.withDefaults()
+	cons, err := openConsumer(ctx, js, stream, name, opts.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("open consumer %s: %w", name, err)
 	}
-	opts = opts.withDefaults()
 	r := &runner{name: name, js: js, cons: cons, opts: opts, log: opts.Logger.With("consumer", name),
 		deliveredBefore: cons.CachedInfo().Delivered.Stream, dead: map[uint64]bool{}}
 	if inbox, err := js.Stream(ctx, streams.StreamInbox); err == nil {
@@ -169,6 +169,32 @@ func newRunnerOn(ctx context.Context, js jetstream.JetStream, stream, name strin
 		r.log.Info("redelivering what the previous process had in flight", "events", info.NumAckPending, "from", info.AckFloor.Stream+1)
 	}
 	return r, nil
+}
+
+// openConsumer opens a durable consumer, waiting while JetStream does not
+// answer: a node restarted into a cluster that is still catching up got
+// timeouts here and shut down (CI's TestCluster, after a kill -9).
+// Other errors, a missing consumer among them, return at once.
+func openConsumer(ctx context.Context, js jetstream.JetStream, stream, name string, log *slog.Logger) (jetstream.Consumer, error) {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		cons, err := js.Consumer(actx, stream, name)
+		cancel()
+		if err == nil || ctx.Err() != nil || !noAnswer(err) {
+			return cons, err
+		}
+		log.Warn("JetStream does not answer yet; opening the consumer again", "consumer", name, "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last: %w)", ctx.Err(), err)
+		case <-time.After(min(250*time.Millisecond<<min(attempt, 5), 5*time.Second)):
+		}
+	}
+}
+
+// noAnswer reports whether err means JetStream did not answer in time.
+func noAnswer(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // source returns a CONV event's stream sequence and whether it may have

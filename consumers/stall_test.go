@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -245,4 +247,51 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A consumer is opened again while JetStream does not answer (a restarted
+// node in a cluster catching up), and not when it answers that the
+// consumer is missing.
+func TestOpenConsumerWaitsForJetStream(t *testing.T) {
+	plain, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.Start()
+	t.Cleanup(plain.Shutdown)
+	if !plain.ReadyForConnections(5 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	nc, err := nats.Connect(plain.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	noJS, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := openConsumer(ctx, noJS, "T", "c", log); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("without JetStream: %v, want the wait to end with the context", err)
+	}
+	if n := strings.Count(logs.String(), "opening the consumer again"); n < 2 {
+		t.Errorf("opened again %d times, want at least 2:\n%s", n, logs.String())
+	}
+
+	srv := natstest.Start(t)
+	_, js := srv.Connect()
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "T", Subjects: []string{"t.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := openConsumer(t.Context(), js, "T", "missing", log); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("missing consumer: %v, want ErrConsumerNotFound", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a missing consumer took %v to report", d)
+	}
 }
