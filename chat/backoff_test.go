@@ -1,32 +1,13 @@
 package chat
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/natter-chat/natter/internal/syncbuf"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
-
-// syncBuffer is a log sink for tests.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fail makes n failed attempts of username from addr at now, each begun
 // and left counted.
@@ -68,7 +49,7 @@ func TestLoginGuardSlowsTheGuessingAddressExponentially(t *testing.T) {
 // fresh addresses wait, and the owner still logs in from an address they
 // logged in from before. Within the ceiling a fresh address logs in.
 func TestLoginGuardCeilingSparesKnownAddresses(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	g := NewLoginGuard(LoginGuardConfig{On: true, AccountBurst: 20, AccountPerHour: 20}, slog.New(slog.NewTextHandler(&logs, nil)))
 	now := time.Unix(1_700_000_000, 0)
 	g.Begin("victim", "192.0.2.1", now) // the owner's usual address

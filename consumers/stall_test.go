@@ -1,15 +1,14 @@
 package consumers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/natter-chat/natter/internal/syncbuf"
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -199,7 +198,7 @@ func TestSlowBatchIsLogged(t *testing.T) {
 	if _, err := js.Publish(ctx, "t.a", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	r, err := newRunnerOn(ctx, js, "T", "c", Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -231,24 +230,6 @@ func TestSlowBatchIsLogged(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer the logger and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // A consumer is opened again while JetStream does not answer (a restarted
 // node in a cluster catching up), and not when it answers that the
 // consumer is missing.
@@ -271,7 +252,7 @@ func TestOpenConsumerWaitsForJetStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/natter-chat/natter/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -47,7 +48,7 @@ func TestFDExhaustion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log syncBuffer
+	var log syncbuf.Buffer
 	// Rate limits stay on (the per-address cap is one); idle connections
 	// are kept for the whole test, so the attack does not fade by itself.
 	cmd := exec.Command("prlimit", fmt.Sprintf("--nofile=%d", fdLimit), bin, "serve", "--http", addr,
@@ -261,24 +262,6 @@ func countFDs(pid int) int {
 		return -1
 	}
 	return len(es)
-}
-
-// syncBuffer is a process's output, written and read concurrently.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestWriteErrorRecoveredWithoutRestart fills the disk of a running node
